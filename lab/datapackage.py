@@ -1,0 +1,240 @@
+"""Load and write the book's data as Frictionless-style data packages.
+
+Each folder of ``data/`` that holds CSV files also holds a ``datapackage.json``
+that describes every column (a Table Schema). Loading validates the CSV
+against it: a missing or extra column, a value of the wrong type, an empty
+required cell, a value outside its ``enum`` or ``pattern`` is a
+:class:`DataError` that names the file, the line and the column, never a
+silently wrong plot.
+
+Supported field types: ``string``, ``integer``, ``number``, ``boolean``,
+``date`` (ISO ``YYYY-MM-DD``), ``datetime`` (ISO 8601), ``year``.
+Supported constraints: ``required``, ``unique``, ``enum``, ``minimum``,
+``maximum``, ``pattern``. A schema may name a ``primaryKey`` (unique rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+DESCRIPTOR = "datapackage.json"
+
+
+class DataError(ValueError):
+    """The data on disk does not match its schema (or the schema is broken)."""
+
+
+def read_descriptor(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(package_dir) / DESCRIPTOR
+    try:
+        descriptor = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no data package descriptor here") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(descriptor.get("resources"), list) or not descriptor["resources"]:
+        raise DataError(f"{path}: 'resources' must be a non-empty list")
+    return descriptor
+
+
+def resource_descriptor(descriptor: Mapping[str, Any], name: str) -> dict[str, Any]:
+    for resource in descriptor["resources"]:
+        if resource.get("name") == name:
+            return resource
+    names = ", ".join(r.get("name", "?") for r in descriptor["resources"])
+    raise DataError(f"no resource named {name!r} (the package has: {names})")
+
+
+# --------------------------------------------------------------------------- cell parsers
+
+_TRUE = {"true", "True", "TRUE", "1", "yes"}
+_FALSE = {"false", "False", "FALSE", "0", "no"}
+
+
+def _parse_boolean(text: str) -> bool:
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a boolean (true/false)")
+
+
+def _parse_integer(text: str) -> int:
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise ValueError("not an integer")
+    return int(text)
+
+
+def _parse_number(text: str) -> float:
+    value = float(text)  # raises ValueError with its own message
+    return value
+
+
+def _parse_year(text: str) -> int:
+    if not re.fullmatch(r"\d{4}", text):
+        raise ValueError("not a four-digit year")
+    return int(text)
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "string": str,
+    "integer": _parse_integer,
+    "number": _parse_number,
+    "boolean": _parse_boolean,
+    "date": date.fromisoformat,
+    "datetime": datetime.fromisoformat,
+    "year": _parse_year,
+}
+
+
+def _check_schema(schema: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    fields = schema.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise DataError(f"{where}: schema.fields must be a non-empty list")
+    for f in fields:
+        if "name" not in f:
+            raise DataError(f"{where}: a field has no name")
+        ftype = f.get("type", "string")
+        if ftype not in PARSERS:
+            raise DataError(f"{where}: field {f['name']!r} has unsupported type {ftype!r}")
+        if not f.get("description"):
+            raise DataError(f"{where}: field {f['name']!r} has no description")
+    return fields
+
+
+def load_resource(package_dir: str | os.PathLike[str], name: str) -> pd.DataFrame:
+    """The resource ``name`` of the package in ``package_dir``, validated.
+
+    Columns come back typed: integers as ``Int64``, numbers as ``float64``,
+    booleans as ``boolean``, dates as Python ``date`` objects; empty cells of
+    optional fields are missing values.
+    """
+    package_dir = Path(package_dir)
+    descriptor = read_descriptor(package_dir)
+    resource = resource_descriptor(descriptor, name)
+    csv_path = package_dir / resource.get("path", "")
+    where = str(csv_path)
+    fields = _check_schema(resource.get("schema", {}), f"{package_dir / DESCRIPTOR} [{name}]")
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_filter=False)
+    except FileNotFoundError:
+        raise DataError(f"{where}: file listed in {DESCRIPTOR} does not exist") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{where}: not a well-formed CSV ({exc})") from None
+
+    expected = [f["name"] for f in fields]
+    if list(raw.columns) != expected:
+        missing = [c for c in expected if c not in raw.columns]
+        extra = [c for c in raw.columns if c not in expected]
+        raise DataError(
+            f"{where}: columns do not match the schema"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; not in schema {extra}" if extra else "")
+            + ("; order differs" if not missing and not extra else "")
+        )
+
+    out: dict[str, list[Any]] = {}
+    for f in fields:
+        col, ftype = f["name"], f.get("type", "string")
+        parse = PARSERS[ftype]
+        cons = f.get("constraints", {})
+        pattern = re.compile(cons["pattern"]) if "pattern" in cons else None
+        values: list[Any] = []
+        for i, text in enumerate(raw[col]):
+            line = i + 2  # header is line 1
+            if text == "":
+                if cons.get("required"):
+                    raise DataError(f"{where}:{line}: column {col!r} is required but empty")
+                values.append(None)
+                continue
+            if pattern is not None and not pattern.fullmatch(text):
+                raise DataError(f"{where}:{line}: column {col!r} value {text!r} does not match {pattern.pattern!r}")
+            try:
+                value = parse(text)
+            except ValueError as exc:
+                raise DataError(f"{where}:{line}: column {col!r} value {text!r} is not a {ftype}: {exc}") from None
+            if "enum" in cons and value not in cons["enum"]:
+                raise DataError(f"{where}:{line}: column {col!r} value {text!r} not one of {cons['enum']}")
+            if "minimum" in cons and value < cons["minimum"]:
+                raise DataError(f"{where}:{line}: column {col!r} value {value} below minimum {cons['minimum']}")
+            if "maximum" in cons and value > cons["maximum"]:
+                raise DataError(f"{where}:{line}: column {col!r} value {value} above maximum {cons['maximum']}")
+            values.append(value)
+        if cons.get("unique"):
+            seen = [v for v in values if v is not None]
+            if len(seen) != len(set(seen)):
+                raise DataError(f"{where}: column {col!r} must be unique but has duplicates")
+        out[col] = values
+
+    frame = pd.DataFrame(out, columns=expected)
+    for f in fields:
+        ftype = f.get("type", "string")
+        if ftype in ("integer", "year"):
+            frame[f["name"]] = frame[f["name"]].astype("Int64")
+        elif ftype == "number":
+            frame[f["name"]] = frame[f["name"]].astype("float64")
+        elif ftype == "boolean":
+            frame[f["name"]] = frame[f["name"]].astype("boolean")
+    key = resource["schema"].get("primaryKey")
+    if key:
+        cols = [key] if isinstance(key, str) else list(key)
+        if frame.duplicated(subset=cols).any():
+            dup = frame[frame.duplicated(subset=cols, keep=False)][cols].head(3).to_dict("records")
+            raise DataError(f"{where}: primary key {cols} repeats, e.g. {dup}")
+    frame.attrs["resource"] = resource
+    frame.attrs["package"] = {k: v for k, v in descriptor.items() if k != "resources"}
+    return frame
+
+
+def validate_package(package_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """Load every resource of a package; raises :class:`DataError` on the first problem."""
+    descriptor = read_descriptor(package_dir)
+    return {r["name"]: load_resource(package_dir, r["name"]) for r in descriptor["resources"]}
+
+
+def find_packages(root: str | os.PathLike[str]) -> list[Path]:
+    """Every folder under ``root`` that holds a ``datapackage.json``."""
+    return sorted(p.parent for p in Path(root).rglob(DESCRIPTOR))
+
+
+def write_package(package_dir: str | os.PathLike[str], descriptor: Mapping[str, Any],
+                  frames: Mapping[str, pd.DataFrame], extra_files: Mapping[str, str] | None = None) -> Path:
+    """Write a whole package atomically: all files or none.
+
+    Everything is written into a temporary sibling folder, validated with
+    :func:`validate_package`, and only then moved into place (replacing an
+    older package of the same name). A failure leaves no half-written folder.
+    ``extra_files`` maps file names to text (e.g. a provenance JSON).
+    """
+    package_dir = Path(package_dir)
+    package_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{package_dir.name}.", dir=package_dir.parent))
+    try:
+        for resource in descriptor["resources"]:
+            frame = frames[resource["name"]]
+            frame.to_csv(tmp / resource["path"], index=False, lineterminator="\n")
+        (tmp / DESCRIPTOR).write_text(json.dumps(descriptor, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        for fname, text in (extra_files or {}).items():
+            (tmp / fname).write_text(text, encoding="utf-8")
+        validate_package(tmp)
+        old = None
+        if package_dir.exists():
+            old = package_dir.with_name(f".{package_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            package_dir.rename(old)
+        tmp.rename(package_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return package_dir
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,64 @@
+"""Shared pytest set-up: live suites that need real components.
+
+Tests marked ``kvm`` need a usable ``/dev/kvm``; tests marked ``libvirtd``
+need a libvirt daemon with QEMU at ``qemu:///system``. When one is missing the
+test is skipped with the reason, and the terminal summary says which live
+suites ran. ``LAB_REQUIRE_LIVE=kvm,libvirtd`` (set by ``.ci/run`` on a host
+that has them) turns such a skip into a failure, so a component that went
+missing cannot hide behind a skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+from lab import host
+
+LIVE_SUITES = ("kvm", "libvirtd")
+_ran: dict[str, int] = {name: 0 for name in LIVE_SUITES}
+
+
+def _required() -> set[str]:
+    return {s.strip() for s in os.environ.get("LAB_REQUIRE_LIVE", "").split(",") if s.strip()}
+
+
+@functools.cache
+def live_reason(name: str) -> str | None:
+    """None when the live suite ``name`` can run here, else why not."""
+    if name == "kvm":
+        info = host.probe_kvm()
+        return None if info.usable else info.reason
+    if name == "libvirtd":
+        info = host.probe_libvirt(("qemu:///system",))
+        if not info.python_module:
+            return info.reason
+        uri = info.uris[0]
+        return None if uri.ok else uri.reason
+    raise ValueError(f"unknown live suite {name!r}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name in LIVE_SUITES:
+        if item.get_closest_marker(name) is None:
+            continue
+        reason = live_reason(name)
+        if reason is None:
+            _ran[name] += 1
+        elif name in _required():
+            pytest.fail(f"live suite '{name}' is required (LAB_REQUIRE_LIVE) but cannot run: {reason}")
+        else:
+            pytest.skip(f"live suite '{name}' cannot run here: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.section("live suites")
+    for name in LIVE_SUITES:
+        if _ran[name]:
+            terminalreporter.write_line(f"{name}: ran ({_ran[name]} tests)")
+        else:
+            reason = live_reason(name)
+            why = reason if reason else "no test of this suite was selected"
+            terminalreporter.write_line(f"{name}: did not run: {why}")
