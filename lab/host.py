@@ -100,6 +100,17 @@ def read_cpuinfo(path: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuInfo:
 # --------------------------------------------------------------------------- KVM
 
 
+#: KVM's back ends: which module drives the guests (Japanese: shown to readers).
+KVM_BACKENDS = {
+    "kvm_intel": "Intel VT-x を使うバックエンド",
+    "kvm_amd": "AMD-V (SVM) を使うバックエンド",
+    "kvm_pvm": (
+        "PVM (Pagetable-based Virtual Machine): ハードウェア仮想化支援を使わず、"
+        "ページテーブルの切り替えでゲストを動かすバックエンド。入れ子の仮想化を許さないクラウドの VM の中でも KVM が使える"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class KvmModule:
     """A loaded kernel module whose name starts with ``kvm``."""
@@ -107,6 +118,11 @@ class KvmModule:
     name: str
     nested: str | None
     nested_reason: str | None = None
+
+    @property
+    def backend(self) -> str | None:
+        """What this module is, when it is one of KVM's known back ends."""
+        return KVM_BACKENDS.get(self.name)
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,11 @@ class KvmInfo:
     reason: str | None
     modules: list[KvmModule] = field(default_factory=list)
     modules_reason: str | None = None
+
+    @property
+    def backend(self) -> str | None:
+        """The loaded back-end module (kvm_intel, kvm_amd, kvm_pvm), if any is known."""
+        return next((m.name for m in self.modules if m.backend), None)
 
 
 def _open_reason(device: str, exc: OSError) -> str:
@@ -299,6 +320,7 @@ class Probe:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["cpu"]["vendor_short"] = self.cpu.vendor_short
+        d["kvm"]["backend"] = self.kvm.backend
         return {"schema": PROBE_SCHEMA, **d, "nested": self.nested}
 
     def to_json(self) -> str:
@@ -358,8 +380,11 @@ def report_rows(p: Probe) -> list[tuple[str, str, str]]:
         ("KVM の判定", "使える" if k.usable else "使えない", k.reason or "実際に開いて VM を作れた"),
     ]
     for m in k.modules:
+        meaning = m.backend or ""
+        if m.nested is not None:
+            meaning += ("。" if meaning else "") + "nested=Y/1 なら、この上のゲストの中でも KVM が使える"
         rows.append((f"モジュール {m.name}", f"nested={m.nested}" if m.nested is not None else "ロード済み",
-                     m.nested_reason or "nested=Y/1 なら、この上のゲストでも KVM が使える"))
+                     meaning or m.nested_reason or ""))
     if not k.modules:
         rows.append(("kvm モジュール", "なし", k.modules_reason or ""))
     if not lv.python_module:

@@ -1,7 +1,8 @@
 """Shared pytest set-up: live suites that need real components.
 
 Tests marked ``kvm`` need a usable ``/dev/kvm``; tests marked ``libvirtd``
-need a libvirt daemon with QEMU at ``qemu:///system``. When one is missing the
+need a libvirt daemon with QEMU at ``qemu:///system``; tests marked ``root``
+need root, to create the non-root reader they run as. When one is missing the
 test is skipped with the reason, and the terminal summary says which live
 suites ran. ``LAB_REQUIRE_LIVE=kvm,libvirtd`` (set by ``.ci/run`` on a host
 that has them) turns such a skip into a failure, so a component that went
@@ -17,7 +18,7 @@ import pytest
 
 from lab import host
 
-LIVE_SUITES = ("kvm", "libvirtd")
+LIVE_SUITES = ("kvm", "libvirtd", "root")
 _ran: dict[str, int] = {name: 0 for name in LIVE_SUITES}
 
 
@@ -37,6 +38,8 @@ def live_reason(name: str) -> str | None:
             return info.reason
         uri = info.uris[0]
         return None if uri.ok else uri.reason
+    if name == "root":
+        return None if os.geteuid() == 0 else f"runs as uid {os.geteuid()}, not root: cannot create the non-root reader"
     raise ValueError(f"unknown live suite {name!r}")
 
 

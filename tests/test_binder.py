@@ -1,0 +1,49 @@
+"""The Binder reader's path, simulated on this machine (tools/binder-sim.sh).
+
+A fresh environment made only from ``binder/``; every chapter executed and the
+whole book built by a non-root user who cannot open ``/dev/kvm``. The build
+must pass with ``-W``, and each chapter that measures hardware must show the
+recorded-data note (``lab.fallback``) naming the host and the reason.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.paths import REPO_ROOT
+
+from test_book import toc_files
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+#: Chapters whose cells measure the reader's hardware.
+HARDWARE_PAGES = ["chapters/kvm/kvm", "chapters/kvm/vmexit", "chapters/io/virtio"]
+
+
+@pytest.fixture(scope="module")
+def binder_html() -> Path:
+    result = subprocess.run([str(REPO_ROOT / "tools" / "binder-sim.sh")], capture_output=True, text=True)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, f"binder simulation failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_page_builds_for_the_binder_reader(binder_html):
+    for doc in toc_files():
+        assert (binder_html / f"{doc}.html").exists(), f"{doc}: not built in the Binder simulation"
+
+
+def test_check_kvm_says_permission_denied(binder_html):
+    page = (binder_html / "chapters/hands_on/check_kvm.html").read_text(encoding="utf-8")
+    assert "使えない" in page and "permission denied" in page
+
+
+@pytest.mark.parametrize("doc", HARDWARE_PAGES)
+def test_hardware_pages_show_recorded_data_and_why(binder_html, doc):
+    page = (binder_html / f"{doc}.html").read_text(encoding="utf-8")
+    assert "lab-fallback" in page, f"{doc}: no recorded-data note for a reader without KVM"
+    assert "permission denied" in page, f"{doc}: the note does not say why KVM was not usable"
+    assert "lab-live" not in page, f"{doc}: claims a live measurement without KVM"

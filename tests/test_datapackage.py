@@ -1,0 +1,102 @@
+"""Loading validates data against its schema; writing is all-or-nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from lab import datapackage as dp
+from lab.paths import DATA_DIR
+
+
+def make_package(tmp_path, csv_text, fields, **schema_extra):
+    (tmp_path / "t.csv").write_text(csv_text)
+    desc = {"name": "t", "resources": [{"name": "t", "path": "t.csv", "schema": {"fields": fields, **schema_extra}}]}
+    (tmp_path / dp.DESCRIPTOR).write_text(json.dumps(desc))
+    return tmp_path
+
+
+FIELDS = [
+    {"name": "host", "type": "string", "description": "host id", "constraints": {"required": True, "pattern": "[a-z]+-[0-9a-f]+"}},
+    {"name": "kind", "type": "string", "description": "exit kind", "constraints": {"enum": ["cpuid", "pio"]}},
+    {"name": "cycles", "type": "number", "description": "cycles", "constraints": {"minimum": 0}},
+    {"name": "n", "type": "integer", "description": "repeat"},
+    {"name": "nested", "type": "boolean", "description": "nested?"},
+    {"name": "day", "type": "date", "description": "date"},
+]
+GOOD = "host,kind,cycles,n,nested,day\nintel-ab12,cpuid,13000.5,5,true,2026-11-26\nintel-ab12,pio,,7,false,2026-11-26\n"
+
+
+def test_typed_load(tmp_path):
+    frame = dp.load_resource(make_package(tmp_path, GOOD, FIELDS), "t")
+    assert list(frame.columns) == [f["name"] for f in FIELDS]
+    assert frame["cycles"].dtype == "float64" and pd.isna(frame["cycles"][1])
+    assert str(frame["n"].dtype) == "Int64" and frame["n"].tolist() == [5, 7]
+    assert frame["nested"].tolist() == [True, False]
+    assert frame["day"][0] == date(2026, 11, 26)
+
+
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        ("host,kind,cycles,n,nested\nintel-ab12,cpuid,1,1,true\n", "missing ['day']"),
+        (GOOD.replace(",day", ",day,extra").replace("26\n", "26,x\n"), "not in schema ['extra']"),
+        (GOOD.replace("13000.5", "lots"), ":2: column 'cycles' value 'lots' is not a number"),
+        (GOOD.replace(",5,", ",5.5,"), "'n' value '5.5' is not a integer"),
+        (GOOD.replace("cpuid", "vmcall"), "not one of ['cpuid', 'pio']"),
+        (GOOD.replace("13000.5", "-1"), "below minimum 0"),
+        (GOOD.replace("intel-ab12,cpuid", ",cpuid"), ":2: column 'host' is required but empty"),
+        (GOOD.replace("intel-ab12,cpuid", "Intel_X,cpuid"), "does not match"),
+        (GOOD.replace("true", "perhaps"), "is not a boolean"),
+        (GOOD.replace("2026-11-26\nintel", "26/11/2026\nintel"), "is not a date"),
+    ],
+)
+def test_bad_data_is_a_clear_error(tmp_path, csv_text, message):
+    with pytest.raises(dp.DataError, match=None) as info:
+        dp.load_resource(make_package(tmp_path, csv_text, FIELDS), "t")
+    assert message in str(info.value)
+    assert "t.csv" in str(info.value)
+
+
+def test_schema_problems(tmp_path):
+    no_desc = [dict(FIELDS[0], description="")]
+    with pytest.raises(dp.DataError, match="has no description"):
+        dp.load_resource(make_package(tmp_path, "host\nintel-ab\n", no_desc), "t")
+    with pytest.raises(dp.DataError, match="unsupported type"):
+        dp.load_resource(make_package(tmp_path, "host\nx\n", [{"name": "host", "type": "blob", "description": "d"}]), "t")
+    with pytest.raises(dp.DataError, match="no resource named 'u'"):
+        dp.load_resource(make_package(tmp_path, GOOD, FIELDS), "u")
+    with pytest.raises(dp.DataError, match="no data package descriptor"):
+        dp.read_descriptor(tmp_path / "nowhere")
+
+
+def test_primary_key(tmp_path):
+    pkg = make_package(tmp_path, GOOD.replace(",pio,", ",cpuid,"), FIELDS, primaryKey=["host", "kind"])
+    with pytest.raises(dp.DataError, match="primary key"):
+        dp.load_resource(pkg, "t")
+
+
+def test_write_is_atomic(tmp_path):
+    target = tmp_path / "out"
+    desc = {"name": "o", "resources": [{"name": "t", "path": "t.csv", "schema": {"fields": FIELDS}}]}
+    good = dp.load_resource(make_package(tmp_path, GOOD, FIELDS), "t")
+    dp.write_package(target, desc, {"t": good}, extra_files={"host.json": "{}"})
+    assert dp.load_resource(target, "t")["n"].tolist() == [5, 7]
+    bad = good.copy()
+    bad["kind"] = ["cpuid", "nonsense"]
+    with pytest.raises(dp.DataError):
+        dp.write_package(target, desc, {"t": bad})
+    # the old package is untouched and nothing half-written is left beside it
+    assert dp.load_resource(target, "t")["kind"].tolist() == ["cpuid", "pio"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["datapackage.json", "out", "t.csv"]
+
+
+def test_every_package_in_data_validates():
+    packages = dp.find_packages(DATA_DIR)
+    assert packages, "data/ holds no data package"
+    for package in packages:
+        frames = dp.validate_package(package)
+        assert all(len(f) for f in frames.values()), f"{package}: an empty resource"

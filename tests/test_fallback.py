@@ -1,0 +1,21 @@
+"""The recorded-data note names the host, the date and the reason."""
+
+from lab.fallback import live_note, recorded_note
+
+
+def test_recorded_note_says_host_date_and_reason():
+    note = recorded_note(reason="permission denied opening /dev/kvm", host_id="intel-8712aea8",
+                         recorded="2026-11-26", detail="Intel Xeon, kvm_pvm")
+    html = note._repr_html_()
+    assert 'class="admonition note lab-fallback"' in html
+    for part in ("intel-8712aea8", "2026-11-26", "permission denied", "Intel Xeon"):
+        assert part in html and part in str(note)
+
+
+def test_notes_escape_html():
+    assert "<script>" not in recorded_note(reason="<script>", host_id="h", recorded="d")._repr_html_()
+
+
+def test_live_note_is_not_a_fallback():
+    html = live_note(host_id="amd-1234")._repr_html_()
+    assert "lab-live" in html and "lab-fallback" not in html

@@ -1,0 +1,63 @@
+"""Switchable views: static tabs in sphinx-design markup, and a live widget."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab import plots
+from lab.widgets import MODE_IDS, Switchable
+
+
+def three_figures():
+    views = {}
+    for label in MODE_IDS:
+        fig, ax = plots.figure()
+        ax.bar([label], [len(label)])
+        views[label] = fig
+    return views
+
+
+def test_static_tabs_have_one_image_per_mode_and_sync_ids():
+    s = Switchable(three_figures(), caption="例", alt={"PV": "PV の図"})
+    html = s.to_html()
+    assert html.count('<img class="lab-switchable-figure" src="data:image/png;base64,') == 3
+    assert re.findall(r'data-sync-id="([^"]+)"', html) == ["pv", "hvm", "virtio"]
+    assert set(re.findall(r'data-sync-group="([^"]+)"', html)) == {"mode"}
+    assert html.count('checked="checked"') == 1
+    assert 'alt="PV の図"' in html and 'alt="例 (HVM)"' in html
+    # ids are stable across renderings (execution cache, links)
+    assert Switchable({k: v.png for k, v in zip(MODE_IDS, s.views)}).to_html().count("lab-tab-") > 0
+
+
+def test_figures_are_closed_after_rendering():
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    Switchable(three_figures())
+    assert plt.get_fignums() == []
+
+
+def test_mimebundle_offers_html_and_widget():
+    bundle = Switchable(three_figures())._repr_mimebundle_()
+    assert "text/html" in bundle and "text/plain" in bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_widget_switches_the_image():
+    s = Switchable(three_figures(), selected="virtio")
+    box = s.widget()
+    buttons, image = box.children[0], box.children[1]
+    assert image.value == s.views[2].png
+    buttons.value = "PV"
+    assert image.value == s.views[0].png
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="at least one view"):
+        Switchable({})
+    with pytest.raises(ValueError, match="not views"):
+        Switchable({"PV": b"x"}, alt={"HVM": "?"})
+    with pytest.raises(ValueError, match="selected"):
+        Switchable({"PV": b"x"}, selected="virtio")
