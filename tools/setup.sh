@@ -5,6 +5,7 @@
 #
 #   tools/setup.sh book   packages to build and read the book
 #   tools/setup.sh test   also what the test suite needs (browser, binutils)
+#   tools/setup.sh system only the Debian packages of `test`, no virtual environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,11 @@ missing_packages() {
 }
 
 wanted="$BOOK_PACKAGES $LIVE_PACKAGES"
-[ "$PURPOSE" = test ] && wanted="$wanted $TEST_PACKAGES"
+case "$PURPOSE" in
+  book) ;;
+  test|system) wanted="$wanted $TEST_PACKAGES" ;;
+  *) echo "usage: $0 [book|test|system]" >&2; exit 2 ;;
+esac
 
 if command -v dpkg-query >/dev/null; then
   step "checking Debian packages: $wanted"
@@ -55,6 +60,8 @@ if command -v dpkg-query >/dev/null; then
 else
   echo "warning: not a Debian system; make sure these are installed: $wanted" >&2
 fi
+
+[ "$PURPOSE" = system ] && exit 0
 
 stamp="$VENV/.installed-$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-12)"
 if [ -f "$stamp" ]; then

@@ -1,0 +1,637 @@
+"""A libvirt connection chosen by URI, and the domains, snapshots and volumes behind it.
+
+One API, many hypervisors: the same calls drive libvirt's in-process test
+driver (``test:///default``, no daemon: Binder, the static book build), QEMU/KVM
+through the system daemon (``qemu:///system``), a per-user daemon
+(``qemu:///session``) or another host (``qemu+ssh://host/system``). Which URI
+is used:
+
+1. the ``uri`` argument of :func:`connect`, else
+2. the environment variable ``LAB_LIBVIRT_URI`` (:data:`lab.host.LIBVIRT_URI_ENV`), else
+3. the first of ``prefer`` that answers (and, for a QEMU URI with
+   ``require_kvm``, where ``/dev/kvm`` is usable), else
+4. ``test:///default``.
+
+:attr:`Connection.chosen_by` and :attr:`Connection.tried` say which rule
+picked the URI and why the others did not answer: the book always shows them.
+
+Every call into libvirt goes through :meth:`Connection.call`, which turns a
+``libvirt.libvirtError`` into a :mod:`lab.virt.errors` exception with a clear
+message. libvirt's default error printer (which writes every error to stderr,
+and stderr fails a notebook cell in the book build) is silenced on import.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from lab import host
+from lab.virt.errors import (
+    DomainExists,
+    InvalidState,
+    LibvirtMissing,
+    StorageError,
+    VirtError,
+    translate,
+)
+from lab.virt.spec import DomainSpec, VolumeSpec, check_name
+
+DEFAULT_URI = host.DEFAULT_LIBVIRT_URIS[0]  # "test:///default"
+URI_ENV = host.LIBVIRT_URI_ENV
+
+#: virDomainState -> the word virsh prints for it.
+STATE_NAMES = {
+    0: "no state", 1: "running", 2: "idle", 3: "paused", 4: "in shutdown",
+    5: "shut off", 6: "crashed", 7: "pmsuspended",
+}
+ACTIVE_STATES = {"running", "idle", "paused", "in shutdown", "pmsuspended", "crashed"}
+
+#: Which states allow which operation; checked before libvirt is asked, so the
+#: error is the same on every driver.
+ALLOWED_STATES: dict[str, frozenset[str]] = {
+    "start": frozenset({"shut off", "crashed"}),
+    "suspend": frozenset({"running", "idle"}),
+    "resume": frozenset({"paused"}),
+    "shutdown": frozenset({"running", "idle", "paused"}),
+    "reboot": frozenset({"running", "idle"}),
+    "destroy": frozenset(ACTIVE_STATES),
+    "undefine": frozenset({"shut off", "crashed", "no state"}),
+}
+
+#: The book's operation -> (virsh command, libvirt C API). The data table
+#: data/libvirt/api_mapping.csv says the same and a test keeps them in step.
+OPERATIONS: dict[str, tuple[str, str]] = {
+    "define": ("virsh define", "virDomainDefineXML"),
+    "start": ("virsh start", "virDomainCreate"),
+    "list": ("virsh list --all", "virConnectListAllDomains"),
+    "dominfo": ("virsh dominfo", "virDomainGetInfo"),
+    "dumpxml": ("virsh dumpxml", "virDomainGetXMLDesc"),
+    "suspend": ("virsh suspend", "virDomainSuspend"),
+    "resume": ("virsh resume", "virDomainResume"),
+    "snapshot-create": ("virsh snapshot-create-as", "virDomainSnapshotCreateXML"),
+    "snapshot-list": ("virsh snapshot-list", "virDomainListAllSnapshots"),
+    "snapshot-revert": ("virsh snapshot-revert", "virDomainRevertToSnapshot"),
+    "snapshot-delete": ("virsh snapshot-delete", "virDomainSnapshotDelete"),
+    "shutdown": ("virsh shutdown", "virDomainShutdown"),
+    "reboot": ("virsh reboot", "virDomainReboot"),
+    "destroy": ("virsh destroy", "virDomainDestroy"),
+    "undefine": ("virsh undefine", "virDomainUndefineFlags"),
+    "volume-create": ("virsh vol-create-as", "virStorageVolCreateXML"),
+    "volume-delete": ("virsh vol-delete", "virStorageVolDelete"),
+}
+
+#: Where a storage pool for the book's volumes lives, per kind of QEMU URI.
+SYSTEM_IMAGE_DIR = "/var/lib/libvirt/images"
+SESSION_IMAGE_DIR = "~/.local/share/libvirt/images"
+#: Pools that already exist on common setups and may be reused.
+WELL_KNOWN_POOLS = ("default", "default-pool")
+BOOK_POOL = "lab-pool"
+
+_libvirt_module: Any = None
+
+
+def libvirt_module() -> Any:
+    """The ``libvirt`` module with its stderr error printer silenced, or :class:`LibvirtMissing`."""
+    global _libvirt_module
+    if _libvirt_module is not None:
+        return _libvirt_module
+    try:
+        import libvirt  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise LibvirtMissing(
+            f"libvirt-python is not installed ({exc}): run 'make setup' "
+            f"(pip install libvirt-python; it compiles against libvirt-dev with pkg-config)"
+        ) from exc
+    # By default libvirt prints every error to stderr (and a notebook cell that
+    # writes to stderr fails the book build); errors reach us as exceptions.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    _libvirt_module = libvirt
+    return libvirt
+
+
+def _reset_module_cache() -> None:
+    """Forget the imported module (tests simulate a missing libvirt-python)."""
+    global _libvirt_module
+    _libvirt_module = None
+
+
+def format_version(v: int) -> str:
+    return f"{v // 1_000_000}.{(v // 1000) % 1000}.{v % 1000}"
+
+
+# --------------------------------------------------------------------------- choosing a URI
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One URI that was tried, and why it was not used (None: it was used)."""
+
+    uri: str
+    reason: str | None
+
+
+def resolve_uri(uri: str | None = None) -> tuple[str | None, str]:
+    """The URI set by argument or environment, and which of them set it.
+
+    Returns ``(None, "default")`` when neither is set.
+    """
+    if uri:
+        return uri, "argument"
+    env = os.environ.get(URI_ENV, "").strip()
+    if env:
+        return env, f"environment variable {URI_ENV}"
+    return None, "default"
+
+
+def _open(uri: str, readonly: bool) -> Any:
+    libvirt = libvirt_module()
+    try:
+        return libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise translate(exc, operation="connect", uri=uri) from exc
+
+
+def connect(uri: str | None = None, *, prefer: Iterable[str] = (), require_kvm: bool = True,
+            readonly: bool = False) -> "Connection":
+    """Open a libvirt connection; see the module docstring for how the URI is chosen.
+
+    An explicit URI (argument or ``LAB_LIBVIRT_URI``) that does not answer is
+    an error. A ``prefer`` URI that does not answer is skipped with its reason,
+    and the connection falls back to ``test:///default``.
+    """
+    explicit, chosen_by = resolve_uri(uri)
+    if explicit is not None:
+        return Connection(_open(explicit, readonly), explicit, chosen_by, [Attempt(explicit, None)])
+    tried: list[Attempt] = []
+    for candidate in prefer:
+        if candidate == DEFAULT_URI:
+            break
+        if require_kvm and candidate.startswith("qemu"):
+            kvm = host.probe_kvm()
+            if not kvm.usable:
+                tried.append(Attempt(candidate, f"KVM is not usable here, so a type='kvm' domain cannot run: {kvm.reason}"))
+                continue
+        try:
+            raw = _open(candidate, readonly)
+        except VirtError as exc:
+            tried.append(Attempt(candidate, str(exc)))
+            continue
+        tried.append(Attempt(candidate, None))
+        return Connection(raw, candidate, "first preferred URI that answered", tried)
+    tried.append(Attempt(DEFAULT_URI, None))
+    why = "default: libvirt's in-process test driver, needs no daemon"
+    if len(tried) > 1:
+        why = "fallback: no preferred URI answered; " + why
+    return Connection(_open(DEFAULT_URI, readonly), DEFAULT_URI, why, tried)
+
+
+# --------------------------------------------------------------------------- info records
+
+
+def _cpu(seconds: float | None) -> object:
+    """CPU time for a table: seconds with 3 decimals, or a note on the test driver."""
+    return "(test driver: none)" if seconds is None else round(seconds, 3)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """``virsh dominfo`` as a record (virDomainGetInfo plus a few lookups)."""
+
+    name: str
+    id: int | None
+    state: str
+    vcpus: int
+    max_memory_kib: int
+    memory_kib: int
+    #: Seconds of CPU the domain used; None on the test driver, which reports
+    #: the host's clock there instead of a CPU time.
+    cpu_time_s: float | None
+    persistent: bool
+
+    def rows(self) -> list[tuple[str, object]]:
+        return [
+            ("Name", self.name), ("Id", self.id if self.id is not None else "-"), ("State", self.state),
+            ("CPU(s)", self.vcpus), ("CPU time (s)", _cpu(self.cpu_time_s)),
+            ("Max memory (KiB)", self.max_memory_kib), ("Used memory (KiB)", self.memory_kib),
+            ("Persistent", "yes" if self.persistent else "no"),
+        ]
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows(), columns=["field", "value"]).set_index("field")
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class Connection:
+    """A libvirt connection plus the URI story: which URI, chosen how, what was tried."""
+
+    def __init__(self, raw: Any, uri: str, chosen_by: str, tried: list[Attempt]) -> None:
+        self.raw = raw
+        self.requested_uri = uri
+        self.chosen_by = chosen_by
+        self.tried = tried
+        self.uri = self.call("connect", raw.getURI)
+        self.driver = self.call("connect", raw.getType)
+        self.library_version = format_version(self.call("connect", raw.getLibVersion))
+        try:
+            self.hypervisor_version: str | None = format_version(raw.getVersion())
+        except Exception:  # not every driver reports one
+            self.hypervisor_version = None
+        self.is_test = self.driver.upper() == "TEST"
+
+    # -- plumbing ------------------------------------------------------------
+
+    def call(self, operation: str, fn: Callable[..., Any], *args: Any, subject: str | None = None) -> Any:
+        """Call ``fn(*args)``; a libvirt error becomes a clear :class:`VirtError`."""
+        libvirt = libvirt_module()
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, operation=operation, uri=getattr(self, "uri", self.requested_uri),
+                            subject=subject) from exc
+
+    def close(self) -> None:
+        if self.raw is not None:
+            try:
+                self.raw.close()
+            finally:
+                self.raw = None
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.uri} driver={self.driver} chosen_by={self.chosen_by!r}>"
+
+    def describe_rows(self) -> list[tuple[str, str]]:
+        rows = [
+            ("URI", self.uri),
+            ("ドライバ", self.driver),
+            ("libvirt", self.library_version),
+            ("ハイパーバイザのバージョン", self.hypervisor_version or "-"),
+            ("選ばれ方", self.chosen_by),
+        ]
+        for a in self.tried:
+            if a.uri != self.requested_uri or a.reason:
+                rows.append((f"試した {a.uri}", a.reason or "応答あり"))
+        return rows
+
+    def describe(self):
+        """Which URI answered and why, as a two-column table."""
+        import pandas as pd
+
+        return pd.DataFrame(self.describe_rows(), columns=["項目", "値"]).set_index("項目")
+
+    # -- domains -------------------------------------------------------------
+
+    def domains(self, which: str = "all", prefix: str | None = None) -> list["Domain"]:
+        """Domains: ``all`` (virsh list --all), ``running`` (virsh list) or ``inactive``."""
+        libvirt = libvirt_module()
+        flags = {
+            "all": 0,
+            "running": libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+            "inactive": libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE,
+        }
+        if which not in flags:
+            raise ValueError(f"which must be one of {', '.join(flags)}, got {which!r}")
+        raws = self.call("list", self.raw.listAllDomains, flags[which])
+        doms = [Domain(self, r) for r in raws]
+        if prefix is not None:
+            doms = [d for d in doms if d.name.startswith(prefix)]
+        return sorted(doms, key=lambda d: d.name)
+
+    def domain_table(self, which: str = "all", prefix: str | None = None):
+        """``virsh list`` as a DataFrame: Id, Name, State (and CPU time)."""
+        import pandas as pd
+
+        rows = []
+        for d in self.domains(which, prefix):
+            i = d.info()
+            rows.append({"Id": i.id if i.id is not None else "-", "Name": i.name, "State": i.state,
+                         "CPU time (s)": _cpu(i.cpu_time_s)})
+        return pd.DataFrame(rows, columns=["Id", "Name", "State", "CPU time (s)"])
+
+    def lookup(self, name: str) -> "Domain":
+        check_name(name)
+        return Domain(self, self.call("lookup", self.raw.lookupByName, name, subject=name))
+
+    def exists(self, name: str) -> bool:
+        libvirt = libvirt_module()
+        try:
+            self.raw.lookupByName(check_name(name))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise translate(exc, operation="lookup", uri=self.uri, subject=name) from exc
+        return True
+
+    def define(self, spec: DomainSpec) -> "Domain":
+        """``virsh define``: make the domain known (persistent, not running)."""
+        if not isinstance(spec, DomainSpec):
+            raise TypeError(f"define() takes a DomainSpec, got {type(spec).__name__}")
+        if self.exists(spec.name):
+            raise DomainExists(
+                f"define {spec.name!r} failed on {self.uri}: a domain of that name is already defined -> "
+                f"choose another name or undefine the old domain first (virsh undefine {spec.name})",
+                uri=self.uri, operation="define")
+        raw = self.call("define", self.raw.defineXML, spec.to_xml(), subject=spec.name)
+        return Domain(self, raw)
+
+    # -- storage -------------------------------------------------------------
+
+    def pool(self, name: str | None = None, *, create: bool = True) -> "Pool":
+        """A usable storage pool: the named one, a well-known one, or a new transient one.
+
+        Order: ``name`` if given; an active pool whose directory is this URI's
+        image directory; an active ``default`` / ``default-pool``; else (if
+        ``create``) a transient directory pool ``lab-pool`` in the image
+        directory, which :meth:`Pool.release` destroys again. A URI without
+        storage (or with no pool and ``create=False``) is a :class:`StorageError`.
+        """
+        libvirt = libvirt_module()
+        if name is not None:
+            raw = self.call("pool-lookup", self.raw.storagePoolLookupByName, check_name(name, "pool"), subject=name)
+            if not raw.isActive():
+                raise StorageError(f"storage pool {name!r} on {self.uri} is not active -> virsh pool-start {name}",
+                                   uri=self.uri, operation="pool-lookup")
+            return Pool(self, raw, owned=False)
+        try:
+            pools = self.raw.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, operation="pool-list", uri=self.uri) from exc
+        image_dir = self.image_dir()
+        for p in pools:
+            if image_dir and _pool_path(p) == image_dir:
+                return Pool(self, p, owned=False)
+        for wanted in WELL_KNOWN_POOLS + (BOOK_POOL,):
+            for p in pools:
+                if p.name() == wanted:
+                    return Pool(self, p, owned=False)
+        if not create or image_dir is None:
+            raise StorageError(
+                f"no active storage pool on {self.uri} for the book's volumes -> "
+                f"create one (virsh pool-create-as NAME dir --target DIR) and pass pool='NAME'",
+                uri=self.uri, operation="pool-lookup")
+        el = ET.Element("pool", type="dir")
+        ET.SubElement(el, "name").text = BOOK_POOL
+        ET.SubElement(ET.SubElement(el, "target"), "path").text = image_dir
+        if not os.path.isdir(image_dir) and "://" in self.uri and self.uri.split("://", 1)[1].startswith("/"):
+            os.makedirs(image_dir, exist_ok=True)  # local session URI: the user's own directory
+        build = getattr(libvirt, "VIR_STORAGE_POOL_CREATE_WITH_BUILD", 0)
+        raw = self.call("pool-create", self.raw.storagePoolCreateXML, ET.tostring(el, encoding="unicode"),
+                        build, subject=BOOK_POOL)
+        return Pool(self, raw, owned=True)
+
+    def image_dir(self) -> str | None:
+        """The usual directory of disk images for this URI (None where there is none)."""
+        if self.is_test:
+            return "/default-pool"
+        if self.uri.startswith("qemu"):
+            if self.uri.rstrip("/").endswith("/system"):
+                return SYSTEM_IMAGE_DIR
+            if self.uri.rstrip("/").endswith("/session"):
+                return os.path.expanduser(SESSION_IMAGE_DIR)
+        return None
+
+
+def _pool_path(raw_pool: Any) -> str | None:
+    try:
+        return ET.fromstring(raw_pool.XMLDesc(0)).findtext("target/path")
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class Pool:
+    """A storage pool; ``owned`` when this code created it (and must destroy it)."""
+
+    def __init__(self, conn: Connection, raw: Any, owned: bool) -> None:
+        self.conn, self.raw, self.owned = conn, raw, owned
+        self.name = raw.name()
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.name} owned={self.owned}>"
+
+    def volume_names(self) -> list[str]:
+        self.conn.call("pool-refresh", self.raw.refresh, 0, subject=self.name)
+        return sorted(self.conn.call("volume-list", self.raw.listVolumes, subject=self.name))
+
+    def create_volume(self, spec: VolumeSpec) -> "Volume":
+        """``virsh vol-create-as``: a new volume (qcow2 grows on demand)."""
+        if spec.name in self.volume_names():
+            raise StorageError(
+                f"volume-create {spec.name!r} failed on {self.conn.uri}: pool {self.name!r} already has it -> "
+                f"choose another name or delete it (virsh vol-delete {spec.name} --pool {self.name})",
+                uri=self.conn.uri, operation="volume-create")
+        raw = self.conn.call("volume-create", self.raw.createXML, spec.to_xml(), 0, subject=spec.name)
+        return Volume(self, raw)
+
+    def release(self) -> bool:
+        """Destroy the pool if this code created it and it holds no volume; True if destroyed."""
+        if not self.owned or self.raw is None:
+            return False
+        if self.volume_names():
+            return False
+        self.conn.call("pool-destroy", self.raw.destroy, subject=self.name)
+        self.raw = None
+        return True
+
+
+class Volume:
+    """A volume in a pool (a disk image file for directory pools)."""
+
+    def __init__(self, pool: Pool, raw: Any) -> None:
+        self.pool, self.raw = pool, raw
+        self.name = raw.name()
+        self.path = raw.path()
+
+    def __repr__(self) -> str:
+        return f"<Volume {self.name} in {self.pool.name}: {self.path}>"
+
+    def info(self) -> dict[str, object]:
+        kind, capacity, allocation = self.pool.conn.call("volume-info", self.raw.info, subject=self.name)
+        fmt = ET.fromstring(self.raw.XMLDesc(0)).find("target/format")
+        return {"name": self.name, "path": self.path, "format": fmt.get("type") if fmt is not None else None,
+                "capacity_bytes": capacity, "allocation_bytes": allocation}
+
+    def delete(self) -> None:
+        """``virsh vol-delete``.
+
+        Sessions share the book's transient pool; if another session stopped
+        it meanwhile, the volume is looked up again through an active pool
+        (made again if need be, and stopped again afterwards).
+        """
+        libvirt = libvirt_module()
+        conn = self.pool.conn
+        try:
+            self.raw.delete(0)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_OPERATION_INVALID):
+                raise translate(exc, operation="volume-delete", uri=conn.uri, subject=self.name) from exc
+        pool = conn.pool()
+        try:
+            raw = conn.call("volume-lookup", pool.raw.storageVolLookupByName, self.name, subject=self.name)
+            conn.call("volume-delete", raw.delete, 0, subject=self.name)
+        finally:
+            pool.release()
+
+
+# --------------------------------------------------------------------------- domains
+
+
+class Domain:
+    """One libvirt domain; each method is one lifecycle operation (see :data:`OPERATIONS`)."""
+
+    def __init__(self, conn: Connection, raw: Any) -> None:
+        self.conn, self.raw = conn, raw
+        self.name: str = raw.name()
+        #: Called as ``observer(operation, domain)`` after each successful operation.
+        self.observer: Callable[[str, "Domain"], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Domain {self.name} on {self.conn.uri}>"
+
+    def _done(self, operation: str) -> "Domain":
+        if self.observer is not None:
+            self.observer(operation, self)
+        return self
+
+    def _call(self, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.conn.call(operation, fn, *args, subject=self.name)
+
+    def _require(self, operation: str) -> None:
+        state = self.state()
+        allowed = ALLOWED_STATES[operation]
+        if state not in allowed:
+            hint = {
+                "start": "it is already active; destroy or shut it down first",
+                "suspend": "only a running domain can be suspended; start it first" if state == "shut off"
+                           else "it is not running",
+                "resume": "only a paused (suspended) domain can be resumed",
+                "shutdown": "it is not running",
+                "reboot": "it is not running",
+                "destroy": "it is not running",
+                "undefine": "undefining an active domain would leave it running as a transient domain; "
+                            "destroy it first",
+            }[operation]
+            raise InvalidState(
+                f"{operation} {self.name!r} refused on {self.conn.uri}: the domain is {state!r} -> {hint} "
+                f"(allowed in: {', '.join(sorted(allowed))})",
+                uri=self.conn.uri, operation=operation)
+
+    # -- observation ---------------------------------------------------------
+
+    def state(self) -> str:
+        code, _reason = self._call("dominfo", self.raw.state, 0)
+        return STATE_NAMES.get(code, f"unknown ({code})")
+
+    def info(self) -> DomainInfo:
+        state, max_mem, mem, vcpus, cpu_ns = self._call("dominfo", self.raw.info)
+        dom_id = self._call("dominfo", self.raw.ID)
+        return DomainInfo(
+            name=self.name, id=dom_id if dom_id >= 0 else None, state=STATE_NAMES.get(state, str(state)),
+            vcpus=vcpus, max_memory_kib=max_mem, memory_kib=mem,
+            cpu_time_s=None if self.conn.is_test else cpu_ns / 1e9,
+            persistent=bool(self._call("dominfo", self.raw.isPersistent)),
+        )
+
+    def xml(self) -> str:
+        return self._call("dumpxml", self.raw.XMLDesc, 0)
+
+    def spec(self) -> DomainSpec:
+        """The domain's XML as libvirt now holds it, read back into a spec."""
+        return DomainSpec.from_xml(self.xml())
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> "Domain":
+        self._require("start")
+        self._call("start", self.raw.create)
+        return self._done("start")
+
+    def suspend(self) -> "Domain":
+        self._require("suspend")
+        self._call("suspend", self.raw.suspend)
+        return self._done("suspend")
+
+    def resume(self) -> "Domain":
+        self._require("resume")
+        self._call("resume", self.raw.resume)
+        return self._done("resume")
+
+    def shutdown(self) -> "Domain":
+        """Ask the guest to power off (ACPI). A guest without an OS never answers: use destroy."""
+        self._require("shutdown")
+        self._call("shutdown", self.raw.shutdown)
+        return self._done("shutdown")
+
+    def reboot(self) -> "Domain":
+        self._require("reboot")
+        self._call("reboot", self.raw.reboot, 0)
+        return self._done("reboot")
+
+    def destroy(self) -> "Domain":
+        """Pull the plug: stop the domain at once (the definition stays)."""
+        self._require("destroy")
+        self._call("destroy", self.raw.destroy)
+        return self._done("destroy")
+
+    def undefine(self) -> None:
+        """Forget the definition (and the metadata of its snapshots)."""
+        libvirt = libvirt_module()
+        self._require("undefine")
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        try:
+            self.raw.undefineFlags(flags)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                raise translate(exc, operation="undefine", uri=self.conn.uri, subject=self.name) from exc
+            self._call("undefine", self.raw.undefine)
+        self._done("undefine")
+
+    # -- snapshots -----------------------------------------------------------
+
+    def snapshot_create(self, name: str, description: str | None = None) -> "Domain":
+        """``virsh snapshot-create-as``: save disk (and, when running, memory) state under ``name``."""
+        check_name(name, "snapshot")
+        if name in self.snapshots():
+            raise InvalidState(
+                f"snapshot-create {name!r} refused on {self.conn.uri}: domain {self.name!r} already has a "
+                f"snapshot of that name -> choose another name or delete it first", uri=self.conn.uri,
+                operation="snapshot-create")
+        el = ET.Element("domainsnapshot")
+        ET.SubElement(el, "name").text = name
+        if description:
+            ET.SubElement(el, "description").text = description
+        self._call("snapshot-create", self.raw.snapshotCreateXML, ET.tostring(el, encoding="unicode"), 0)
+        return self._done("snapshot-create")
+
+    def snapshots(self) -> list[str]:
+        snaps = self._call("snapshot-list", self.raw.listAllSnapshots, 0)
+        return sorted(s.getName() for s in snaps)
+
+    def _snapshot(self, name: str) -> Any:
+        check_name(name, "snapshot")
+        return self._call("snapshot-lookup", self.raw.snapshotLookupByName, name, 0)
+
+    def snapshot_revert(self, name: str) -> "Domain":
+        snap = self._snapshot(name)
+        self._call("snapshot-revert", self.raw.revertToSnapshot, snap, 0)
+        return self._done("snapshot-revert")
+
+    def snapshot_delete(self, name: str) -> "Domain":
+        snap = self._snapshot(name)
+        self._call("snapshot-delete", snap.delete, 0)
+        return self._done("snapshot-delete")
