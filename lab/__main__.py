@@ -27,8 +27,34 @@ def _probe_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    from lab.bench import cli, io  # noqa: F401  (importing lab.bench.io registers the 'io' benchmark)
+
+    cli.bench_args(p)
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    from lab.bench import cli
+
+    return cli.bench_run(args)
+
+
+def _record_args(p: argparse.ArgumentParser) -> None:
+    from lab.bench import cli, io  # noqa: F401  (registers the 'io' benchmark)
+
+    cli.record_args(p)
+
+
+def _record_run(args: argparse.Namespace) -> int:
+    from lab.bench import cli
+
+    return cli.record_run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "probe": ("what this machine offers: /dev/kvm, CPU, kvm modules, libvirt", _probe_args, _probe_run),
+    "bench": ("run a benchmark on this host: python -m lab bench exits [--json] [--repeat N]", _bench_args, _bench_run),
+    "record": ("run the benchmarks and record them in data/measured/<host-id>/", _record_args, _record_run),
 }
 
 
@@ -36,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Only the chosen command builds its arguments, so a command's imports (pandas
+    # for the benchmarks) are paid only when it runs: `probe` needs the stdlib alone.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (help_, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_))
+        sp = sub.add_parser(name, help=help_)
+        if name == chosen:
+            add_args(sp)
     args = parser.parse_args(argv)
     return COMMANDS[args.command][2](args)
 

@@ -11,9 +11,9 @@ Everything is a context manager; closing an owner closes what it created::
 
     from lab import kvm, guests
     with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
-        vm.load(guests.HELLO.code, at=0x1000)
-        vcpu = vm.create_vcpu(mode="protected32", entry=0x1000)
-        exit = vcpu.run(timeout_s=5)
+        vm.load(guests.HELLO)                       # real-mode code at HELLO.origin
+        vcpu = vm.create_vcpu(mode="real", entry=guests.HELLO.origin)
+        exit = vcpu.run(timeout_s=5)                # -> Exit(reason="io", port=0x3f8, data=b"H", ...)
 """
 
 from lab.kvm.errors import (  # noqa: F401
@@ -30,3 +30,5 @@ from lab.kvm.errors import (  # noqa: F401
 )
 from lab.kvm.exits import Exit  # noqa: F401
 from lab.kvm.system import DEVICE, System, open  # noqa: F401
+from lab.kvm.vcpu import Vcpu  # noqa: F401
+from lab.kvm.vm import IoEventFd, MemorySlot, Vm  # noqa: F401

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 
 from lab.kvm.structs import (
+    kvm_cpuid2,
     kvm_ioeventfd,
     kvm_regs,
     kvm_signal_mask,
@@ -70,6 +71,7 @@ KVM_GET_API_VERSION = _IO(KVMIO, 0x00)
 KVM_CREATE_VM = _IO(KVMIO, 0x01)
 KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03)
 KVM_GET_VCPU_MMAP_SIZE = _IO(KVMIO, 0x04)
+KVM_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, kvm_cpuid2)
 
 #: The only API version the kernel has reported since Linux 2.6.22.
 KVM_API_VERSION = 12
@@ -87,6 +89,7 @@ KVM_SET_REGS = _IOW(KVMIO, 0x82, kvm_regs)
 KVM_GET_SREGS = _IOR(KVMIO, 0x83, kvm_sregs)
 KVM_SET_SREGS = _IOW(KVMIO, 0x84, kvm_sregs)
 KVM_SET_SIGNAL_MASK = _IOW(KVMIO, 0x8B, kvm_signal_mask)
+KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, kvm_cpuid2)
 KVM_GET_TSC_KHZ = _IO(KVMIO, 0xA3)
 
 #: Every ioctl number above, by its <linux/kvm.h> name (the ABI test walks this).

@@ -1,0 +1,244 @@
+"""The exits benchmark: what one VMExit costs, timed inside the guest.
+
+For each kind a guest runs a loop of ``iterations`` identical operations
+between two ``rdtsc``; the host reads the two TSC values from guest memory.
+Python's own overhead is therefore not in the number, except where it is
+the point: for ``pio_user`` and ``mmio_user`` every exit returns to this
+process (as it would to QEMU), and the time until ``KVM_RUN`` resumes the
+guest is part of the cost.
+
+Kinds (:data:`KINDS`):
+
+``loop``          the bare loop, no exit (the floor of the measurement)
+``cpuid``         ``cpuid``: exits to KVM, answered in the kernel
+``hypercall``     ``vmcall`` (Intel) / ``vmmcall`` (AMD): handled in the kernel
+``pio_user``      ``out`` to a port nobody handles: exit to userspace and back
+``mmio_user``     a store to unmapped guest memory: MMIO exit to userspace
+``pio_ioeventfd`` the same ``out``, bound to an eventfd: completed in the kernel
+
+A hypercall that faults or never completes is reported with status
+``unavailable`` and the reason; it is first tried once in a child process,
+so that even a vCPU stuck inside the kernel cannot hang the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from lab import guests, host, kvm
+from lab.bench.harness import Result, summarize
+
+KINDS = guests.KINDS
+DEFAULT_REPEAT = 21
+DEFAULT_ITERATIONS = 5000
+DEFAULT_MODE = "protected32"
+RUN_TIMEOUT_S = 10.0
+HYPERCALL_PROBE_TIMEOUT_S = 2.0
+
+DESCRIPTIONS = {
+    "loop": "the timing loop alone, no exit",
+    "cpuid": "cpuid: exit handled inside KVM",
+    "hypercall": "vmcall/vmmcall: hypercall handled inside KVM",
+    "pio_user": "out to an unhandled port: exit to the VMM process and back",
+    "mmio_user": "store to unmapped memory: MMIO exit to the VMM process and back",
+    "pio_ioeventfd": "out to a port bound with KVM_IOEVENTFD: completed in the kernel",
+}
+#: Kinds whose exits return to this process, and how the run loop resumes them.
+_RESUME = {"pio_user": {"resume_out_ports": {guests.EXIT_PORT}}, "mmio_user": {"resume_mmio_writes": True}}
+
+
+def cpu_vendor() -> str:
+    return host.read_cpuinfo().vendor_short
+
+
+def _read_tsc_pair(vm) -> tuple[int, int]:
+    r = vm.read(guests.RESULT_ADDR, 16)
+    return int.from_bytes(r[:8], "little"), int.from_bytes(r[8:], "little")
+
+
+def measure_kind(system, kind: str, *, repeat: int, iterations: int, mode: str = DEFAULT_MODE,
+                 vendor: str = "intel", timeout_s: float = RUN_TIMEOUT_S,
+                 on_rep: Callable[[], None] | None = None) -> Result:
+    """Measure one kind in a fresh VM: one warm-up run, then ``repeat`` timed runs."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    program = guests.exit_loop(kind, iterations, vendor=vendor, mode=mode)
+    resume = _RESUME.get(kind, {})
+    with system.create_vm(memory_kib=64) as vm:
+        vm.load(program)
+        vcpu = vm.create_vcpu(mode=mode, entry=program.origin)
+        efd = vm.ioeventfd(guests.EXIT_PORT) if kind == "pio_ioeventfd" else None
+        tsc_khz = vcpu.tsc_khz()
+        cycles, host_ns, totals = [], [], []
+        for rep in range(repeat + 1):  # run 0 warms up (page faults, caches) and is dropped
+            vcpu.jump(program.origin)
+            ex = vcpu.run(timeout_s=timeout_s, **resume)
+            if ex.reason != "hlt":
+                raise kvm.GuestError(f"{kind}: the timing loop stopped on an unexpected {ex.reason} exit: {ex}", ex)
+            expected = iterations if kind in _RESUME else 0
+            if ex.resumed != expected:
+                raise kvm.GuestError(f"{kind}: {ex.resumed} exits reached the VMM, expected {expected}", ex)
+            if efd is not None:
+                counted = efd.take()
+                if counted != iterations:
+                    raise kvm.GuestError(f"pio_ioeventfd: the eventfd counted {counted} writes, expected {iterations}")
+            start, end = _read_tsc_pair(vm)
+            if rep == 0:
+                continue
+            cycles.append((end - start) / iterations)
+            host_ns.append(ex.wall_ns / iterations)
+            totals.append((end - start, ex.wall_ns))
+            if on_rep:
+                on_rep()
+    tsc_source = "KVM_GET_TSC_KHZ"
+    if not tsc_khz:  # calibrate: guest TSC ticks against host nanoseconds over the same runs
+        tsc_khz = summarize([t / ns * 1e6 for t, ns in totals])["median"]
+        tsc_source = "calibrated against the host clock"
+    return Result.from_samples(kind, cycles, host_ns, iterations=iterations, tsc_khz=float(tsc_khz),
+                               mode=mode, tsc_source=tsc_source, what=DESCRIPTIONS[kind])
+
+
+def _hypercall_child() -> None:
+    """Child-process half of :func:`probe_hypercall`: one hypercall under the watchdog."""
+    mode, vendor, timeout_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    program = guests.hypercall_once(vendor, mode)
+    out: dict = {}
+    try:
+        with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+            vm.load(program)
+            vcpu = vm.create_vcpu(mode=mode, entry=program.origin)
+            ex = vcpu.run(timeout_s=timeout_s)
+            rax = vcpu.get_regs().rax
+            out = {"ok": ex.reason == "hlt", "exit": ex.reason, "rax": rax,
+                   "reason": None if ex.reason == "hlt" else f"the hypercall ended in a {ex.reason} exit"}
+    except kvm.RunTimeout as exc:
+        rip = exc.exit.rip if exc.exit is not None else 0
+        out = {"ok": False, "reason": f"{program.listing[-2][3]} at rip={rip:#x} never completed: KVM_RUN did not "
+                                      f"return within {timeout_s:g} s and the watchdog stopped it"}
+    except kvm.KvmError as exc:
+        out = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(out))
+
+
+def probe_hypercall(mode: str, vendor: str, timeout_s: float = HYPERCALL_PROBE_TIMEOUT_S) -> tuple[bool, str | None]:
+    """Try one hypercall in a child process; (True, None) when it completes, else (False, reason)."""
+    code = "import sys; from lab.bench.exits import _hypercall_child; _hypercall_child()"
+    proc = subprocess.Popen([sys.executable, "-c", code, mode, vendor, str(timeout_s)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s + 20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.communicate(timeout=5)
+            fate = "the child process was killed"
+        except subprocess.TimeoutExpired:  # stuck in the kernel beyond SIGKILL: leave it, do not hang
+            fate = f"the child process {proc.pid} could not even be killed"
+        return False, (f"one hypercall did not return even after the watchdog fired: the vCPU is stuck "
+                       f"inside the kernel ({fate})")
+    try:
+        out = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return False, f"the hypercall probe failed (exit status {proc.returncode}): {stderr.strip()[-300:]}"
+    return bool(out.get("ok")), out.get("reason")
+
+
+def run(kinds: Sequence[str] = KINDS, *, repeat: int = DEFAULT_REPEAT, iterations: int = DEFAULT_ITERATIONS,
+        mode: str = DEFAULT_MODE, vendor: str | None = None, progress=None,
+        hypercall_timeout_s: float = HYPERCALL_PROBE_TIMEOUT_S) -> list[Result]:
+    """Measure ``kinds``; returns one :class:`Result` per kind (``unavailable`` ones with their reason).
+
+    Raises :class:`lab.kvm.KvmUnavailable` when there is no usable KVM.
+    """
+    if repeat < 1 or iterations < 1:
+        raise ValueError("repeat and iterations must be at least 1")
+    for k in kinds:
+        if k not in KINDS:
+            raise ValueError(f"unknown kind {k!r}; choose from {', '.join(KINDS)}")
+    vendor = vendor or cpu_vendor()
+    results: list[Result] = []
+    with kvm.open() as system:
+        for kind in kinds:
+            step = (lambda k=kind: progress.step(k)) if progress else None
+            if kind == "hypercall":
+                ok, reason = probe_hypercall(mode, vendor, hypercall_timeout_s)
+                if not ok:
+                    results.append(Result(kind, "unavailable", repeat, iterations, reason=reason,
+                                          extra={"mode": mode, "what": DESCRIPTIONS[kind]}))
+                    if progress:
+                        progress.step(kind, repeat)
+                    continue
+            try:
+                results.append(measure_kind(system, kind, repeat=repeat, iterations=iterations, mode=mode,
+                                            vendor=vendor, on_rep=step))
+            except kvm.GuestError as exc:
+                results.append(Result(kind, "error", repeat, iterations, reason=str(exc),
+                                      extra={"mode": mode, "what": DESCRIPTIONS[kind]}))
+    base = next((r for r in results if r.kind == "loop" and r.status == "ok"), None)
+    for r in results:
+        if r.status == "ok" and base is not None:
+            r.extra["net_cycles_per_exit"] = r.cycles_per_exit - base.cycles_per_exit
+    return results
+
+
+# --------------------------------------------------------------------------- recording
+
+FIELDS = [
+    {"name": "host_id", "type": "string", "constraints": {"required": True},
+     "description": "host of the recording (see provenance.csv)"},
+    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
+     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+    {"name": "kind", "type": "string", "constraints": {"required": True, "enum": list(KINDS)},
+     "description": "what the guest loop does per iteration (lab.bench.exits.DESCRIPTIONS)"},
+    {"name": "status", "type": "string", "constraints": {"required": True, "enum": ["ok", "unavailable", "error"]},
+     "description": "ok; unavailable (cannot be measured on this host, see reason); error"},
+    {"name": "mode", "type": "string", "constraints": {"required": True, "enum": ["protected32", "long64"]},
+     "description": "guest CPU mode of the timing loop"},
+    {"name": "iterations", "type": "integer", "constraints": {"required": True, "minimum": 1},
+     "description": "operations per timed run"},
+    {"name": "repeat", "type": "integer", "constraints": {"required": True, "minimum": 1},
+     "description": "timed runs (after one dropped warm-up run)"},
+    {"name": "cycles_per_exit", "type": "number", "constraints": {"minimum": 0},
+     "description": "median over runs of guest-timed TSC cycles per operation"},
+    {"name": "cycles_q1", "type": "number", "description": "first quartile of cycles per operation over runs"},
+    {"name": "cycles_q3", "type": "number", "description": "third quartile of cycles per operation over runs"},
+    {"name": "cycles_min", "type": "number", "description": "fastest run, cycles per operation"},
+    {"name": "cycles_max", "type": "number", "description": "slowest run, cycles per operation"},
+    {"name": "net_cycles_per_exit", "type": "number",
+     "description": "cycles_per_exit minus the 'loop' kind of the same recording (the cost of the exit alone)"},
+    {"name": "ns_per_exit", "type": "number", "constraints": {"minimum": 0},
+     "description": "cycles_per_exit converted to nanoseconds at tsc_khz"},
+    {"name": "host_ns_per_exit", "type": "number", "constraints": {"minimum": 0},
+     "description": "host wall time of a run divided by its operations (median); for pio_user/mmio_user the KVM_RUN round trip"},
+    {"name": "tsc_khz", "type": "number", "constraints": {"minimum": 0},
+     "description": "TSC rate used for the conversion, kHz"},
+    {"name": "reason", "type": "string", "description": "why the kind is unavailable or failed; empty when ok"},
+]
+
+
+def to_frame(results: Sequence[Result], prov: dict) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        sp = r.spread or {}
+        rows.append({
+            "host_id": prov["host_id"], "recorded_at": prov["recorded_at"], "kind": r.kind,
+            "status": r.status, "mode": r.extra.get("mode", DEFAULT_MODE), "iterations": r.iterations,
+            "repeat": r.repeat, "cycles_per_exit": r.cycles_per_exit, "cycles_q1": sp.get("q1"),
+            "cycles_q3": sp.get("q3"), "cycles_min": sp.get("min"), "cycles_max": sp.get("max"),
+            "net_cycles_per_exit": r.extra.get("net_cycles_per_exit"), "ns_per_exit": r.ns_per_exit,
+            "host_ns_per_exit": r.host_ns_per_exit, "tsc_khz": r.tsc_khz, "reason": r.reason or "",
+        })
+    return pd.DataFrame(rows, columns=[f["name"] for f in FIELDS])
+
+
+def load_recorded(root=None) -> pd.DataFrame:
+    """Every recorded exits measurement (all hosts), validated and joined with its provenance."""
+    from lab.bench.harness import load_measured
+
+    return load_measured("exits", root)

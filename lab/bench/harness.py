@@ -1,0 +1,313 @@
+"""The measurement harness shared by every benchmark of the book.
+
+What any benchmark needs, kept apart from what it measures:
+
+* :func:`summarize` - median and spread over repetitions;
+* :class:`Result` - one measured kind, in the stable JSON form of the CLI;
+* :func:`provenance` - where a measurement comes from (host, CPU, kernel,
+  nested or bare metal, the kvm modules, date, lab version);
+* :class:`Progress` - a progress bar on a terminal, silent elsewhere (a
+  notebook cell must never write to stderr);
+* :func:`record` - write (or update) one resource of the host's data package
+  ``data/measured/<host-id>/``, with the provenance resource next to it.
+
+A benchmark module (``lab.bench.exits``; others later) produces a list of
+:class:`Result` and registers itself in :data:`lab.bench.BENCHES`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from lab import __version__, datapackage, paths
+
+STATUSES = ("ok", "unavailable", "error")
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles (inclusive method), min and max of ``values``."""
+    if not values:
+        raise ValueError("no values to summarize")
+    vals = sorted(float(v) for v in values)
+    if len(vals) == 1:
+        q1 = q3 = vals[0]
+    else:
+        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
+    return {"median": statistics.median(vals), "q1": q1, "q3": q3, "min": vals[0], "max": vals[-1]}
+
+
+def cycles_to_ns(cycles: float, tsc_khz: float) -> float:
+    """TSC cycles to nanoseconds at ``tsc_khz`` (kHz = cycles per millisecond)."""
+    if not tsc_khz or tsc_khz <= 0:
+        raise ValueError(f"invalid TSC rate {tsc_khz!r} kHz")
+    return cycles * 1e6 / tsc_khz
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    """One measured kind. ``as_json`` is the stable form printed by ``--json``.
+
+    ``cycles_per_exit`` is the median over repetitions of the guest-timed
+    cycles per operation; ``spread`` its quartiles and extremes; ``ns_per_exit``
+    the same median converted at ``tsc_khz``; ``host_ns_per_exit`` the host's
+    wall time of the whole run divided by the operations (includes this
+    process's own work); ``status`` is ``ok``, ``unavailable`` (the operation
+    cannot be measured here, ``reason`` says why) or ``error``.
+    """
+
+    kind: str
+    status: str
+    repeat: int
+    iterations: int
+    cycles_per_exit: float | None = None
+    ns_per_exit: float | None = None
+    host_ns_per_exit: float | None = None
+    spread: dict[str, float] | None = None
+    tsc_khz: float | None = None
+    reason: str | None = None
+    samples: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    @classmethod
+    def from_samples(cls, kind: str, cycles: Sequence[float], host_ns: Sequence[float], *,
+                     iterations: int, tsc_khz: float, **extra: Any) -> "Result":
+        s = summarize(cycles)
+        return cls(kind, "ok", len(cycles), iterations, cycles_per_exit=s["median"],
+                   ns_per_exit=cycles_to_ns(s["median"], tsc_khz),
+                   host_ns_per_exit=statistics.median(host_ns) if host_ns else None,
+                   spread={k: s[k] for k in ("q1", "q3", "min", "max")}, tsc_khz=tsc_khz,
+                   samples=list(cycles), extra=dict(extra))
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("samples")
+        extra = d.pop("extra")
+        return {**d, **extra}
+
+
+def results_frame(results: Sequence[Result]) -> pd.DataFrame:
+    """Results as a table (one row per kind), for notebooks."""
+    rows = []
+    for r in results:
+        rows.append({
+            "kind": r.kind, "status": r.status,
+            "cycles_per_exit": r.cycles_per_exit, "ns_per_exit": r.ns_per_exit,
+            "q1": (r.spread or {}).get("q1"), "q3": (r.spread or {}).get("q3"),
+            "host_ns_per_exit": r.host_ns_per_exit, "repeat": r.repeat,
+            "iterations": r.iterations, "reason": r.reason,
+        })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def provenance(probe=None, **extra: Any) -> dict[str, Any]:
+    """Where a measurement was made: one row of the ``provenance`` resource."""
+    from lab import host
+
+    p = probe if probe is not None else host.probe(libvirt_uris=())
+    mods = p.kvm.modules
+    return {
+        "host_id": p.host_id,
+        "recorded_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "cpu_vendor": p.cpu.vendor_short,
+        "cpu_model": p.cpu.model or "unknown",
+        "kernel": p.kernel,
+        "nested": bool(p.nested),
+        "kvm_modules": " ".join(m.name for m in mods) or "none",
+        "kvm_nested_param": " ".join(f"{m.name}={m.nested}" for m in mods if m.nested is not None),
+        "logical_cpus": p.cpu.logical_cpus,
+        "lab_version": __version__,
+        "python": p.python,
+        **extra,
+    }
+
+
+PROVENANCE_FIELDS = [
+    {"name": "host_id", "type": "string", "constraints": {"required": True, "pattern": r"[a-z]+-[0-9a-f]{8}"},
+     "description": "anonymised host name: CPU vendor and a hash of the machine id and CPU model (lab.host.host_id)"},
+    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
+     "description": "when the recording finished (UTC, ISO 8601); with host_id the key of the recording"},
+    {"name": "cpu_vendor", "type": "string", "constraints": {"required": True, "enum": ["intel", "amd", "hygon", "centaur", "unknown"]},
+     "description": "CPU vendor from /proc/cpuinfo"},
+    {"name": "cpu_model", "type": "string", "constraints": {"required": True},
+     "description": "CPU model name from /proc/cpuinfo"},
+    {"name": "kernel", "type": "string", "constraints": {"required": True},
+     "description": "host kernel release (uname -r)"},
+    {"name": "nested", "type": "boolean", "constraints": {"required": True},
+     "description": "true when the host itself runs in a VM (cpuinfo 'hypervisor' flag): KVM there is nested"},
+    {"name": "kvm_modules", "type": "string", "constraints": {"required": True},
+     "description": "loaded kvm* kernel modules, space separated (kvm_intel, kvm_amd, kvm_pvm, ...)"},
+    {"name": "kvm_nested_param", "type": "string",
+     "description": "the 'nested' parameter of the kvm modules that have one, as module=value"},
+    {"name": "logical_cpus", "type": "integer", "constraints": {"required": True, "minimum": 0},
+     "description": "logical CPUs in /proc/cpuinfo"},
+    {"name": "lab_version", "type": "string", "constraints": {"required": True},
+     "description": "version of the lab package that measured"},
+    {"name": "python", "type": "string", "constraints": {"required": True},
+     "description": "Python version that ran the harness"},
+    {"name": "tsc_khz", "type": "number", "constraints": {"minimum": 0},
+     "description": "TSC rate used to convert cycles to ns, in kHz"},
+    {"name": "tsc_source", "type": "string",
+     "description": "where tsc_khz comes from: KVM_GET_TSC_KHZ or a calibration against the host clock"},
+    {"name": "command", "type": "string", "constraints": {"required": True},
+     "description": "the command line that made the recording"},
+]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar on an interactive terminal's stderr; silent otherwise."""
+
+    def __init__(self, total: int, label: str = "", stream=None, enabled: bool | None = None):
+        self.total, self.done, self.label = max(total, 1), 0, label
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled if enabled is not None else bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def step(self, what: str = "", n: int = 1) -> None:
+        self.done += n
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / self.total)
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                              f"{self.done}/{self.total} {what:<24}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------- recording
+
+PACKAGE_NAME_PREFIX = "lab-measured-"
+
+
+def host_dir(host_id: str, root: str | Path | None = None) -> Path:
+    return Path(root if root is not None else paths.MEASURED_DIR) / host_id
+
+
+def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], prov: dict[str, Any], *,
+           root: str | Path | None = None, description: str = "", replace: bool = False) -> Path:
+    """Write ``frame`` as resource ``resource`` of ``data/measured/<host-id>/``, atomically.
+
+    The package keeps its other resources (other benchmarks recorded earlier
+    on the same host) and gains one row in ``provenance`` for this recording.
+    Older rows of ``resource`` are kept too, unless ``replace`` (then the
+    provenance rows no other row points to go with them).
+    Every row of ``frame`` must carry ``host_id`` and ``recorded_at`` equal to
+    ``prov``'s, which points it to its provenance row.
+    """
+    target = host_dir(prov["host_id"], root)
+    descriptor: dict[str, Any]
+    frames: dict[str, pd.DataFrame] = {}
+    if (target / datapackage.DESCRIPTOR).exists():
+        descriptor = datapackage.read_descriptor(target)
+        for r in descriptor["resources"]:
+            frames[r["name"]] = pd.read_csv(target / r["path"], dtype=str, keep_default_na=False)
+    else:
+        descriptor = {
+            "name": f"{PACKAGE_NAME_PREFIX}{prov['host_id']}",
+            "title": f"Measurements recorded on host {prov['host_id']}",
+            "description": "Written by `python -m lab record`. Every measured row carries host_id and "
+                           "recorded_at, which point to its row in the provenance resource.",
+            "resources": [],
+        }
+    prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
+    row = {f["name"]: prov.get(f["name"], "") for f in PROVENANCE_FIELDS}
+    row = {k: ("true" if v is True else "false" if v is False else ("" if v is None else str(v))) for k, v in row.items()}
+    same = (prov_frame["host_id"] == row["host_id"]) & (
+        pd.to_datetime(prov_frame["recorded_at"]) == pd.to_datetime(row["recorded_at"]))
+    if not same.any():  # benchmarks recorded by one command within the same second share a row
+        prov_frame = pd.concat([prov_frame, pd.DataFrame([row])], ignore_index=True)
+    frames["provenance"] = prov_frame
+
+    old = frames.get(resource)
+    frame = frame.copy()
+    if old is not None and replace:  # drop older recordings of this benchmark, and provenance nobody uses
+        old = None
+        frames.pop(resource)
+        used = {(h, t) for name, f in frames.items() if name != "provenance"
+                for h, t in zip(f["host_id"], f["recorded_at"])}
+        used.add((row["host_id"], row["recorded_at"]))
+        keep = [(h, t) in used for h, t in zip(prov_frame["host_id"], prov_frame["recorded_at"])]
+        frames["provenance"] = prov_frame[keep].reset_index(drop=True)
+    if old is not None:  # keep older recordings of the same benchmark
+        frame = pd.concat([old, frame.astype(str).replace({"nan": "", "None": "", "<NA>": ""})],
+                          ignore_index=True)
+    frames[resource] = frame
+
+    resources = [r for r in descriptor["resources"] if r["name"] not in ("provenance", resource)]
+    resources.insert(0, {"name": "provenance", "path": "provenance.csv", "description":
+                         "one row per recording: where and how it was measured",
+                         "schema": {"fields": PROVENANCE_FIELDS, "primaryKey": ["host_id", "recorded_at"]}})
+    resources.append({"name": resource, "path": f"{resource}.csv", "description": description,
+                      "schema": {"fields": fields}})
+    descriptor["resources"] = resources
+    path = datapackage.write_package(target, descriptor, frames)
+    check_links(path)
+    return path
+
+
+def check_links(package_dir: str | Path) -> None:
+    """Every measured row must point to a provenance row of the same package."""
+    package = datapackage.validate_package(package_dir)
+    prov = package.get("provenance")
+    if prov is None:
+        raise datapackage.DataError(f"{package_dir}: no provenance resource")
+    keys = set(zip(prov["host_id"], prov["recorded_at"]))
+    host = Path(package_dir).name
+    if set(prov["host_id"]) - {host}:
+        raise datapackage.DataError(f"{package_dir}: provenance names hosts {sorted(set(prov['host_id']))}, "
+                                    f"but the folder is {host!r}")
+    for name, frame in package.items():
+        if name == "provenance":
+            continue
+        for i, key in enumerate(zip(frame["host_id"], frame["recorded_at"])):
+            if key not in keys:
+                raise datapackage.DataError(
+                    f"{package_dir}/{name}.csv:{i + 2}: row points to recording {key} "
+                    f"which is not in provenance.csv (unknown host or recording)")
+
+
+def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame:
+    """Resource ``resource`` of every host under ``data/measured``, validated, joined with provenance."""
+    root = Path(root if root is not None else paths.MEASURED_DIR)
+    frames = []
+    for pkg in datapackage.find_packages(root):
+        descriptor = datapackage.read_descriptor(pkg)
+        if not any(r.get("name") == resource for r in descriptor["resources"]):
+            continue
+        check_links(pkg)
+        data = datapackage.load_resource(pkg, resource)
+        prov = datapackage.load_resource(pkg, "provenance")
+        frames.append(data.merge(prov, on=["host_id", "recorded_at"], how="left", validate="many_to_one"))
+    if not frames:
+        raise datapackage.DataError(f"no recording of {resource!r} under {root}: run 'python -m lab record' on a KVM host")
+    return pd.concat(frames, ignore_index=True)
+
+
+def dumps(results: Sequence[Result]) -> str:
+    return json.dumps([r.as_json() for r in results], ensure_ascii=False, indent=2)

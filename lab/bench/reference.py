@@ -1,0 +1,103 @@
+"""Python harness vs a C loop, side by side, on the same guest code in the same run.
+
+``python -m lab.bench.reference [--repeat N] [--iterations N] [--mode M] [--kinds ...]``
+compiles ``tests/reference/exit_loop.c`` with gcc, then for each kind runs
+the C loop and the Python harness alternately (C, Python, C, Python, ...) so
+that both see the same moments of a shared machine, and prints the medians
+next to each other. The guest bytes are those of :func:`lab.guests.exit_loop`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lab import guests, kvm
+from lab.bench import exits
+from lab.bench.harness import summarize
+from lab.paths import REPO_ROOT
+
+C_SOURCE = REPO_ROOT / "tests" / "reference" / "exit_loop.c"
+#: The kinds a C loop can measure the same way (the hypercall is not measurable on every host).
+KINDS = ("loop", "cpuid", "pio_user", "mmio_user", "pio_ioeventfd")
+
+
+class ReferenceUnavailable(RuntimeError):
+    pass
+
+
+def build(workdir: Path) -> Path:
+    """Compile the C reference loop; raises :class:`ReferenceUnavailable` without gcc or headers."""
+    if shutil.which("gcc") is None:
+        raise ReferenceUnavailable("gcc is not installed (Debian: apt-get install gcc linux-libc-dev)")
+    exe = workdir / "exit_loop"
+    proc = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(C_SOURCE)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ReferenceUnavailable(f"gcc failed: {proc.stderr.strip()[-500:]}")
+    return exe
+
+
+def run_c(exe: Path, workdir: Path, kind: str, iterations: int, repeat: int, mode: str, vendor: str) -> list[float]:
+    program = guests.exit_loop(kind, iterations, vendor=vendor, mode=mode)
+    code = workdir / f"{kind}.bin"
+    code.write_bytes(program.code)
+    proc = subprocess.run([str(exe), mode, str(code), kind, str(iterations), str(repeat)],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C loop failed for {kind}: {proc.stderr.strip()}")
+    return [float(line.split()[0]) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def compare(kinds=KINDS, *, iterations: int = exits.DEFAULT_ITERATIONS, repeat: int = exits.DEFAULT_REPEAT,
+            rounds: int = 3, mode: str = exits.DEFAULT_MODE) -> list[dict]:
+    """For each kind, ``rounds`` alternations of C and Python, each ``repeat`` runs; medians over all runs."""
+    vendor = exits.cpu_vendor()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lab-ref-") as tmp, kvm.open() as system:
+        workdir = Path(tmp)
+        exe = build(workdir)
+        for kind in kinds:
+            c_samples: list[float] = []
+            py_samples: list[float] = []
+            for _ in range(rounds):
+                c_samples += run_c(exe, workdir, kind, iterations, repeat, mode, vendor)
+                py_samples += exits.measure_kind(system, kind, repeat=repeat, iterations=iterations,
+                                                 mode=mode, vendor=vendor).samples
+            c, py = summarize(c_samples), summarize(py_samples)
+            rows.append({"kind": kind, "python": py["median"], "python_q1": py["q1"], "python_q3": py["q3"],
+                         "c": c["median"], "c_q1": c["q1"], "c_q3": c["q3"],
+                         "diff_pct": 100.0 * (py["median"] - c["median"]) / c["median"],
+                         "runs": len(c_samples)})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab.bench.reference", description=__doc__.splitlines()[0])
+    p.add_argument("--iterations", type=int, default=exits.DEFAULT_ITERATIONS)
+    p.add_argument("--repeat", type=int, default=7, help="runs per round and side (default 7)")
+    p.add_argument("--rounds", type=int, default=3, help="C/Python alternations per kind (default 3)")
+    p.add_argument("--mode", choices=("protected32", "long64"), default=exits.DEFAULT_MODE)
+    p.add_argument("--kinds", default=",".join(KINDS))
+    args = p.parse_args(argv)
+    kinds = [k for k in args.kinds.split(",") if k]
+    try:
+        rows = compare(kinds, iterations=args.iterations, repeat=args.repeat, rounds=args.rounds, mode=args.mode)
+    except (ReferenceUnavailable, kvm.KvmUnavailable) as exc:
+        print(f"cannot compare: {exc}", file=sys.stderr)
+        return 1
+    print(f"guest-timed cycles per iteration, median (IQR); {args.iterations} iterations, "
+          f"{args.rounds} x {args.repeat} runs per side, mode {args.mode}, C and Python alternating")
+    print(f"{'kind':<15} {'Python':>22} {'C':>22} {'Python vs C':>12}")
+    for r in rows:
+        py = f"{r['python']:.0f} ({r['python_q1']:.0f}-{r['python_q3']:.0f})"
+        c = f"{r['c']:.0f} ({r['c_q1']:.0f}-{r['c_q3']:.0f})"
+        print(f"{r['kind']:<15} {py:>22} {c:>22} {r['diff_pct']:>+11.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

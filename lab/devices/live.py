@@ -1,0 +1,315 @@
+"""Live runs: the guest programs of :mod:`lab.devices.guests` on the mini VMM.
+
+:func:`run_io` builds a VM, puts the payload and the parameters in guest
+memory, attaches the device model of the mode, runs the guest until it halts
+and reports what happened: exits to the VMM's userspace, notifications,
+guest-timed cycles, host wall time, and the checksum of what the device
+received (to compare with the checksum of the payload).
+
+Modes: ``hvm``, ``pv``, ``virtio`` and ``virtio_ioeventfd`` (the virtio
+notify port registered with ``KVM_IOEVENTFD`` and served by a
+:class:`~lab.devices.models.VhostWorker` thread: the vCPU does not come back
+to userspace for a kick).
+
+The run loop. :meth:`lab.kvm.vcpu.Vcpu.run` returns to its caller on every
+exit it does not swallow, and each call arms a watchdog thread: fine for the
+KVM chapters, too slow to hand thousands of register accesses to a device
+model. When ``Vcpu.run`` accepts an ``io_handler`` it is used; otherwise
+:class:`_DeviceLoop` runs ``KVM_RUN`` itself on the vCPU's public file
+descriptor with one watchdog for the whole run (the same mechanism as the
+mini VMM: a blocked real-time signal that KVM unblocks only inside
+``KVM_RUN``, plus ``immediate_exit``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+import mmap
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from lab.devices import abi, guests
+from lab.devices.memory import DeviceError, GuestMemory
+from lab.devices.models import DEVICE_CLASSES, VhostWorker, expected_checksum
+
+MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
+
+
+class IoRunError(DeviceError):
+    """A live I/O run could not complete; the message says why and what to do."""
+
+
+@dataclass
+class IoRun:
+    """The outcome of one live run of ``count`` requests of ``size`` bytes."""
+
+    mode: str
+    count: int
+    size: int
+    batch: int
+    exits: int                 #: returns from KVM_RUN to the VMM (the final hlt not counted)
+    exits_by_port: dict = field(default_factory=dict)
+    kicks: int = 0             #: notifications the guest made (virtio modes)
+    eventfd_kicks: int = 0     #: notifications counted by the ioeventfd (completed in the kernel)
+    wall_ns: int = 0           #: host time from the first KVM_RUN to the hlt
+    guest_cycles: int = 0      #: rdtsc end - start, inside the guest
+    requests: int = 0          #: requests the device received
+    bytes: int = 0             #: bytes the device received
+    checksum: str = ""         #: of the bytes the device received
+    expected: str = ""         #: of the payload the host put in guest memory
+    guest_done: int = 0        #: requests the guest saw completed
+    guest_errors: int = 0      #: error statuses the guest saw
+    tsc_khz: float | None = None  #: the guest TSC rate KVM reports (None when it cannot say)
+    errors: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.checksum == self.expected and self.requests == self.count
+
+    @property
+    def exits_per_request(self) -> float:
+        return self.exits / self.count
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.count / (self.wall_ns / 1e9) if self.wall_ns else float("nan")
+
+    @property
+    def cycles_per_request(self) -> float:
+        return self.guest_cycles / self.count
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(ok=self.ok, exits_per_request=self.exits_per_request,
+                 requests_per_s=self.requests_per_s, cycles_per_request=self.cycles_per_request)
+        return d
+
+
+def payload(count: int, size: int, seed: int = 0) -> bytes:
+    """The deterministic payload: ``count * size`` pseudo-random bytes from ``seed``."""
+    return random.Random(seed).randbytes(count * size)
+
+
+def check_params(mode: str, count: int, size: int, batch: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if count < 1:
+        raise ValueError(f"count must be at least 1, not {count}")
+    if not (4 <= size <= abi.MAX_REQUEST and size % 4 == 0):
+        raise ValueError(f"size must be a multiple of 4 between 4 and {abi.MAX_REQUEST}, not {size}")
+    if not 1 <= batch <= abi.QUEUE_SIZE:
+        raise ValueError(f"batch must be between 1 and the queue size {abi.QUEUE_SIZE}, not {batch}")
+    if count * size > 64 * 1024 * 1024:
+        raise ValueError(f"{count} x {size} bytes is more than the 64 MiB of payload a run may use")
+
+
+def _slot_buffer(vm):
+    """A ctypes array over memory slot 0 (valid until the VM unmaps it; see run_io)."""
+    slot = vm.slots[0]
+    return (ctypes.c_char * slot.size).from_address(slot.host_addr)
+
+
+def _write_params(mem: GuestMemory, count: int, size: int, batch: int, data_addr: int) -> None:
+    p = abi.PARAMS
+    mem.fill(p, abi.PARAMS_SIZE)
+    mem.set_u32(p + abi.P_COUNT, count)
+    mem.set_u32(p + abi.P_SIZE, size)
+    mem.set_u32(p + abi.P_BATCH, batch)
+    mem.set_u32(p + abi.P_DATA, data_addr)
+
+
+def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
+           timeout_s: float = 60.0, system=None, data_addr: int = abi.DATA) -> IoRun:
+    """Run ``count`` requests of ``size`` bytes through the device of ``mode`` in a fresh VM.
+
+    ``system`` is an open :class:`lab.kvm.System` to reuse (else one is opened
+    and closed here). ``data_addr`` is where the guest is told the payload is
+    (tests point it outside guest memory to see the devices refuse).
+
+    Raises :class:`lab.kvm.KvmUnavailable` without KVM, :class:`IoRunError`
+    when the device refused the guest's requests and the guest could not
+    finish, :class:`lab.kvm.RunTimeout` when the guest did not halt.
+    """
+    from lab import kvm
+
+    check_params(mode, count, size, batch)
+    if system is None:
+        with kvm.open() as own:
+            return run_io(mode, count, size, batch, seed=seed, timeout_s=timeout_s, system=own,
+                          data_addr=data_addr)
+
+    data = payload(count, size, seed)
+    program = guests.PROGRAMS["virtio" if mode.startswith("virtio") else mode]
+    with system.create_vm(memory_kib=abi.memory_size_for(count, size) // 1024) as vm:
+        mem = GuestMemory(_slot_buffer(vm))
+        worker = device = None
+        try:
+            mem.write(abi.DATA, data)
+            _write_params(mem, count, size, batch, data_addr)
+            if mode.startswith("virtio"):
+                from lab.devices.virtqueue import DriverQueue, Layout
+                DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
+            device = DEVICE_CLASSES["virtio" if mode.startswith("virtio") else mode](mem)
+            vm.load(program)
+            vcpu = vm.create_vcpu(mode="protected32", entry=program.origin)
+            tsc_khz = vcpu.tsc_khz()
+            efd = None
+            if mode == "virtio_ioeventfd":
+                efd = vm.ioeventfd(abi.VIRTIO_NOTIFY, length=abi.VIRTIO_NOTIFY_SIZE, datamatch=0)
+                worker = VhostWorker(device, kick_fd=efd.fd).__enter__()
+            ports = Counter()
+
+            def handle(port: int, direction: str, size_: int, payload_: bytes | None):
+                if direction != "out" or not device.handles(port):
+                    return False
+                ports[port] += 1
+                device.io_out(port, payload_)
+                return None
+
+            start = time.perf_counter_ns()
+            try:
+                _run_until_hlt(system, vcpu, handle, timeout_s)
+            except kvm.RunTimeout as exc:
+                if not device.errors:
+                    raise
+                raise IoRunError(
+                    f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
+                    f"requests ({device.errors[0]}); check the guest's queue or parameters") from exc
+            wall = time.perf_counter_ns() - start
+            if worker is not None:
+                worker.close()  # raises if the worker thread failed
+                eventfd_kicks = worker.kicks
+            else:
+                eventfd_kicks = 0
+            p = abi.PARAMS
+            result = IoRun(
+                mode=mode, count=count, size=size, batch=batch,
+                exits=sum(ports.values()), exits_by_port={f"{k:#x}": v for k, v in sorted(ports.items())},
+                kicks=mem.u32(p + abi.P_KICKS), eventfd_kicks=eventfd_kicks, wall_ns=wall,
+                guest_cycles=mem.u64(p + abi.P_TSC_END) - mem.u64(p + abi.P_TSC_START),
+                requests=device.sink.requests, bytes=device.sink.bytes,
+                checksum=device.sink.checksum(), expected=expected_checksum(data),
+                guest_done=mem.u32(p + abi.P_DONE), guest_errors=mem.u32(p + abi.P_ERRORS),
+                tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors),
+            )
+            return result
+        finally:
+            if worker is not None:
+                try:
+                    worker.close()
+                except DeviceError:
+                    pass
+            if device is not None:
+                device.close()
+            mem.release()  # before the VM unmaps its memory
+
+
+# --------------------------------------------------------------------------- run loop
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # ctypes releases the GIL during calls (the vhost thread runs)
+_LIBC.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+_LIBC.ioctl.restype = ctypes.c_int
+_LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_LIBC.mmap.restype = ctypes.c_void_p
+_LIBC.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_LIBC.munmap.restype = ctypes.c_int
+
+def _run_until_hlt(system, vcpu, handler, timeout_s: float) -> None:
+    """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to ``handler`` first."""
+    if "io_handler" in inspect.signature(vcpu.run).parameters:
+        exit_ = vcpu.run(timeout_s, io_handler=handler)
+    else:
+        with _DeviceLoop(system, vcpu) as loop:
+            exit_ = loop.run(handler, timeout_s)
+    if exit_ is None or getattr(exit_, "reason", None) != "hlt":
+        raise IoRunError(f"the guest stopped with {exit_!r} instead of hlt; the I/O guests end with hlt")
+
+
+class _DeviceLoop:
+    """``KVM_RUN`` with device dispatch and one watchdog (stop-gap until ``Vcpu.run(io_handler=)``)."""
+
+    def __init__(self, system, vcpu) -> None:
+        from lab.kvm.structs import kvm_run
+
+        self._vcpu = vcpu
+        self._size = system.vcpu_mmap_size()
+        # A second mapping of the vCPU's kvm_run page (the kernel allows any number),
+        # made with libc so that no Python buffer export can keep it from being unmapped.
+        addr = _LIBC.mmap(None, self._size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, vcpu.fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise IoRunError(f"mmap of the vCPU's kvm_run page failed: {os.strerror(ctypes.get_errno())}")
+        self._addr = addr
+        self._run = kvm_run.from_address(addr)  # dropped before munmap (see __exit__)
+
+    def __enter__(self) -> "_DeviceLoop":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._run = None
+        _LIBC.munmap(self._addr, self._size)
+
+    def run(self, handler, timeout_s: float):
+        from lab.kvm import Exit, RunTimeout
+        from lab.kvm.constants import EXIT_NAMES, KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IO_OUT
+        from lab.kvm.ioctl_numbers import KVM_RUN, KVM_SET_SIGNAL_MASK
+        from lab.kvm.vcpu import WATCHDOG_SIGNAL
+
+        ioctl = _LIBC.ioctl
+        fd, run, base = self._vcpu.fd, self._run, ctypes.addressof(self._run)
+        io = run.u.io
+        sig, tid = WATCHDOG_SIGNAL, threading.get_ident()
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+        fired = threading.Event()
+
+        def kick() -> None:
+            run.immediate_exit = 1
+            fired.set()
+            signal.pthread_kill(tid, sig)
+
+        timer = threading.Timer(timeout_s, kick)
+        timer.daemon = True
+        try:
+            bits = 0
+            for s in set(old_mask) - {sig}:
+                bits |= 1 << (int(s) - 1)
+            raw = (8).to_bytes(4, "little") + bits.to_bytes(8, "little")  # struct kvm_signal_mask
+            arg = ctypes.create_string_buffer(raw, len(raw))
+            if ioctl(fd, KVM_SET_SIGNAL_MASK, ctypes.addressof(arg)) < 0:
+                raise IoRunError(f"KVM_SET_SIGNAL_MASK failed: {os.strerror(ctypes.get_errno())}")
+            timer.start()
+            while True:
+                if ioctl(fd, KVM_RUN, None) < 0:
+                    err = ctypes.get_errno()
+                    if fired.is_set():
+                        raise RunTimeout(f"the guest did not halt within {timeout_s:g} s; the watchdog stopped "
+                                         f"KVM_RUN (a device that stopped answering leaves the guest waiting)",
+                                         Exit("timeout", 0))
+                    if err in (4, 11):  # EINTR, EAGAIN: another signal; resume
+                        continue
+                    raise IoRunError(f"KVM_RUN failed: {os.strerror(err)} (errno {err})")
+                reason = run.exit_reason
+                if reason == KVM_EXIT_IO:
+                    out = io.direction == KVM_EXIT_IO_OUT
+                    n = io.size * io.count
+                    data = ctypes.string_at(base + io.data_offset, n) if out else None
+                    if handler(io.port, "out" if out else "in", io.size, data) is not False:
+                        continue
+                    raise IoRunError(f"guest {'out' if out else 'in'} to port {io.port:#x} that no device "
+                                     f"of this run handles")
+                if reason == KVM_EXIT_HLT:
+                    return Exit("hlt", 0)
+                raise IoRunError(f"unexpected exit {EXIT_NAMES.get(reason, reason)} during an I/O run")
+        finally:
+            timer.cancel()
+            timer.join()
+            if self._run is not None:
+                self._run.immediate_exit = 0
+            if fired.is_set():
+                signal.sigtimedwait({sig}, 0)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

@@ -1,0 +1,305 @@
+"""Three toy device models that receive the same payload in three ways.
+
+All three end in the same :class:`Sink` (think of the disk platter or the wire):
+it counts requests and bytes and hashes the byte stream, so a test can check
+that every mode moved exactly the same bytes.
+
+* :class:`EmulatedDevice` (HVM): a legacy controller in the style of IDE PIO or
+  e1000 registers. The guest writes a length to a command register and the
+  payload one dword at a time to a data register; a status register can be
+  read back. Every register access is a VMExit to the userspace device model:
+  ``1 + S/4`` exits for a request of ``S`` bytes (the book's guest does not
+  read the status, which would add one more).
+* :class:`PVDevice`: the guest knows it runs on a hypervisor and makes one
+  request per operation - a single port write carrying the guest-physical
+  address of a record ``{addr, len, status}``. The device reads the payload
+  straight out of guest memory: one exit per request.
+* :class:`VirtioDevice`: a split virtqueue (:mod:`lab.devices.virtqueue`); the
+  guest queues a batch and notifies once: one exit per batch. With the
+  notification bound to an eventfd (``KVM_IOEVENTFD``), :class:`VhostWorker`
+  takes the kick on a host thread and the vCPU never returns to userspace
+  for it: zero exits (the vhost idea).
+
+A device never raises into the VMM's run loop for something the guest did
+wrong: it answers with an error status (emulated, PV) or marks itself
+"needs reset" (virtio, like the virtio status bit ``DEVICE_NEEDS_RESET``), and
+keeps the message in :attr:`errors`. Host-side mistakes (a port the device does
+not own) are exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import struct
+import threading
+from dataclasses import dataclass, field
+
+from lab.devices import abi
+from lab.devices.memory import DeviceError, GuestMemory
+from lab.devices.virtqueue import DeviceQueue, Layout, VirtqueueError
+
+MAX_ERRORS_KEPT = 20
+
+
+class Sink:
+    """Where every request ends: counts requests and bytes, hashes the stream."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.requests = 0
+        self.bytes = 0
+
+    def consume(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+        self.requests += 1
+        self.bytes += len(data)
+
+    def checksum(self) -> str:
+        """SHA-256 of all bytes received, in order (hex, first 16 digits)."""
+        return self._hash.hexdigest()[:16]
+
+
+def expected_checksum(payload: bytes) -> str:
+    """What :meth:`Sink.checksum` reports after receiving ``payload``."""
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+@dataclass
+class DeviceStats:
+    """What a device saw; ``accesses`` is the number of guest accesses it handled."""
+
+    accesses: int = 0
+    notifications: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Device:
+    mode: str = ""
+    ports: tuple[int, ...] = ()
+
+    def __init__(self, mem: GuestMemory) -> None:
+        self.mem = mem
+        self.sink = Sink()
+        self.stats = DeviceStats()
+        self._lock = threading.Lock()
+
+    @property
+    def errors(self) -> list[str]:
+        return self.stats.errors
+
+    def _error(self, message: str) -> None:
+        if len(self.stats.errors) < MAX_ERRORS_KEPT:
+            self.stats.errors.append(message)
+
+    def close(self) -> None:
+        """Drop every view of guest memory (before the VMM unmaps it)."""
+
+    def handles(self, port: int) -> bool:
+        return port in self.ports
+
+    def _check_port(self, port: int) -> None:
+        if port not in self.ports:
+            raise DeviceError(f"{type(self).__name__} has no register at port {port:#x} "
+                              f"(its ports: {', '.join(hex(p) for p in self.ports)})")
+
+    def io_out(self, port: int, data: bytes) -> None:  # pragma: no cover - overridden
+        self._check_port(port)
+
+    def io_in(self, port: int, size: int) -> bytes:
+        """Reading a register this device does not drive returns all ones, like an open bus."""
+        self._check_port(port)
+        self.stats.accesses += 1
+        return b"\xff" * size
+
+
+class EmulatedDevice(_Device):
+    """Register-at-a-time controller: command, data and status registers (see module doc)."""
+
+    mode = "hvm"
+    ports = (abi.HVM_CMD, abi.HVM_DATA, abi.HVM_STATUS)
+
+    def __init__(self, mem: GuestMemory) -> None:
+        super().__init__(mem)
+        self.status = abi.ST_OK
+        self._expect = 0
+        self._buffer = bytearray()
+
+    def io_out(self, port: int, data: bytes) -> None:
+        self._check_port(port)
+        self.stats.accesses += 1
+        value = int.from_bytes(data, "little")
+        if port == abi.HVM_CMD:
+            if self._expect:
+                self._error(f"command register written with {self._expect} bytes of the last request missing")
+            self._buffer.clear()
+            if not 0 < value <= abi.MAX_REQUEST:
+                self._expect = 0
+                self.status = abi.ST_TOO_LONG
+                self._error(f"request length {value} is not between 1 and {abi.MAX_REQUEST}")
+                return
+            self._expect = value
+            self.status = abi.ST_OK
+        elif port == abi.HVM_DATA:
+            if not self._expect:
+                self.status = abi.ST_PROTOCOL
+                self._error("data register written with no request open (write the command register first)")
+                return
+            take = min(self._expect, len(data))
+            self._buffer += data[:take]
+            self._expect -= take
+            if not self._expect:
+                self.sink.consume(bytes(self._buffer))
+                self._buffer.clear()
+        else:
+            self.status = abi.ST_PROTOCOL
+            self._error(f"status register at {port:#x} is read-only")
+
+    def io_in(self, port: int, size: int) -> bytes:
+        if port != abi.HVM_STATUS:
+            return super().io_in(port, size)
+        self.stats.accesses += 1
+        status = abi.ST_PROTOCOL if self._expect else self.status
+        return bytes([status]) + b"\x00" * (size - 1)
+
+
+class PVDevice(_Device):
+    """One port write per request, carrying the address of a ``{addr, len, status}`` record."""
+
+    mode = "pv"
+    ports = (abi.PV_PORT,)
+    _RECORD = struct.Struct("<QII")
+
+    def io_out(self, port: int, data: bytes) -> None:
+        self._check_port(port)
+        self.stats.accesses += 1
+        self.stats.notifications += 1
+        record = int.from_bytes(data, "little")
+        if not self.mem.contains(record, abi.PV_RECORD_SIZE):
+            # Nowhere to write a status: note it and leave guest memory alone.
+            self._error(f"PV request record at {record:#x} is outside guest memory")
+            return
+        addr, length, _ = self._RECORD.unpack(self.mem.read(record, abi.PV_RECORD_SIZE))
+        if not 0 < length <= abi.MAX_REQUEST:
+            status = abi.ST_TOO_LONG
+            self._error(f"PV request at {record:#x}: length {length} is not between 1 and {abi.MAX_REQUEST}")
+        elif not self.mem.contains(addr, length):
+            status = abi.ST_BAD_RANGE
+            self._error(f"PV request at {record:#x}: data [{addr:#x}, {addr + length:#x}) is outside guest memory")
+        else:
+            self.sink.consume(self.mem.view(addr, length))
+            status = abi.ST_OK
+        self.mem.set_u32(record + abi.R_STATUS, status)
+
+
+class VirtioDevice(_Device):
+    """A device with one split virtqueue; each readable chain is one request."""
+
+    mode = "virtio"
+
+    def __init__(self, mem: GuestMemory, layout: Layout | None = None,
+                 notify_port: int = abi.VIRTIO_NOTIFY) -> None:
+        super().__init__(mem)
+        self.layout = layout or Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
+        self.queue = DeviceQueue(mem, self.layout)  # raises VirtqueueError on a bad layout
+        self.ports = (notify_port,)
+        self.needs_reset = False
+
+    def close(self) -> None:
+        self.queue.release()
+
+    def io_out(self, port: int, data: bytes) -> None:
+        """A notification that went through the VMM's run loop (an exit to userspace)."""
+        self._check_port(port)
+        self.stats.accesses += 1
+        queue = int.from_bytes(data, "little")
+        if queue != 0:
+            self._error(f"notification for queue {queue}; this device has only queue 0")
+            return
+        self.notify()
+
+    def notify(self) -> int:
+        """Consume every available chain and publish the used ring once; returns chains done."""
+        with self._lock:  # the vCPU loop and a vhost thread never process at the same time
+            self.stats.notifications += 1
+            if self.needs_reset:
+                return 0
+            done = 0
+            try:
+                for chain in self.queue.pop_all():
+                    self.sink.consume(self.queue.read_chain(chain))
+                    self.queue.push_used(chain.head, 0)
+                    done += 1
+            except VirtqueueError as exc:
+                self.needs_reset = True
+                self._error(f"virtqueue error, device needs reset: {exc}")
+            finally:
+                if done:
+                    self.queue.publish()
+            return done
+
+
+class VhostWorker:
+    """A host thread that takes virtqueue kicks from an eventfd (the vhost idea).
+
+    With the notify port registered through ``KVM_IOEVENTFD``, the guest's
+    ``out`` completes inside the kernel, which only increments the eventfd
+    counter; this thread wakes up, reads the counter and processes the queue.
+    The vCPU thread stays in ``KVM_RUN``. Use as a context manager; the thread
+    is stopped and joined on exit, and the eventfds it made are closed.
+    """
+
+    def __init__(self, device: VirtioDevice, kick_fd: int | None = None) -> None:
+        self.device = device
+        self._own_kick = kick_fd is None
+        self.kick_fd = os.eventfd(0, os.EFD_CLOEXEC) if kick_fd is None else kick_fd
+        self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self.kicks = 0    #: sum of eventfd counts: notifications the guest made
+        self.wakeups = 0  #: times the thread woke up (kicks can coalesce)
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="vhost-worker", daemon=True)
+
+    def __enter__(self) -> "VhostWorker":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        try:
+            poller = select.poll()
+            poller.register(self.kick_fd, select.POLLIN)
+            poller.register(self._stop_fd, select.POLLIN)
+            while True:
+                ready = {fd for fd, _ in poller.poll()}
+                if self.kick_fd in ready:
+                    try:
+                        self.kicks += os.eventfd_read(self.kick_fd)
+                    except BlockingIOError:  # a non-blocking eventfd (KVM's) read by someone else first
+                        continue
+                    self.wakeups += 1
+                    self.device.notify()
+                if self._stop_fd in ready:
+                    return
+        except BaseException as exc:  # reported by close(), never lost
+            self.failure = exc
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            os.eventfd_write(self._stop_fd, 1)
+            self._thread.join(timeout=5)
+        for fd in ([self.kick_fd] if self._own_kick else []) + [self._stop_fd]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._own_kick = False
+        self._stop_fd = -1
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise DeviceError(f"vhost worker thread failed: {failure!r}") from failure
+
+
+DEVICE_CLASSES = {"hvm": EmulatedDevice, "pv": PVDevice, "virtio": VirtioDevice}

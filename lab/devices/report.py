@@ -1,0 +1,386 @@
+"""What the virtio chapter shows: the I/O comparison, live or recorded, as switchable figures.
+
+:func:`load` measures on this host when KVM is usable (a short run of the
+:mod:`lab.bench.io` benchmark) and otherwise falls back to the newest
+recording under ``data/measured/``, saying from which host and why.
+:func:`switchable` turns the result into one figure per style (HVM, PV,
+virtio) in a :class:`lab.widgets.Switchable`: toggle buttons in a live
+kernel, synchronised tabs in the static book.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lab import plots
+from lab.widgets import Switchable
+
+#: Display names of the benchmark modes (Japanese figures) and the tab each belongs to.
+MODE_NAMES = {
+    "hvm": "HVM(エミュレーション)",
+    "pv": "PV",
+    "virtio": "virtio",
+    "virtio_ioeventfd": "virtio + ioeventfd",
+}
+TABS = {"HVM": ("hvm",), "PV": ("pv",), "virtio": ("virtio", "virtio_ioeventfd")}
+_COLORS = {"hvm": plots.MODE_COLORS["hvm"], "pv": plots.MODE_COLORS["pv"],
+           "virtio": plots.MODE_COLORS["virtio"], "virtio_ioeventfd": plots.MODE_COLORS["virtio"]}
+_STYLES = {"virtio_ioeventfd": "--"}
+
+#: Settings of the short live run a chapter makes (a few seconds).
+QUICK = {"count": 256, "repeat": 3, "batches": (1, 8, 64, 256), "sizes": (64,)}
+
+
+@dataclass
+class IoData:
+    """One host's io measurements and where they come from."""
+
+    frame: pd.DataFrame      #: rows of the io resource (status ok), one recording
+    live: bool               #: measured just now on this host
+    host_id: str
+    cpu_model: str
+    nested: bool
+    recorded_at: str
+    reason: str = ""         #: why the data is not live (empty when live)
+
+    def detail(self) -> str:
+        return f"{self.cpu_model}、{'入れ子の KVM' if self.nested else 'ベアメタルの KVM'}"
+
+    def note(self):
+        """Where the numbers come from, as the book's shared note (:mod:`lab.fallback`)."""
+        from lab import fallback
+
+        if self.live:
+            return fallback.live_note(host_id=self.host_id, detail=self.detail())
+        return fallback.recorded_note(reason=self.reason, host_id=self.host_id, recorded=self.recorded_at,
+                                      detail=self.detail())
+
+    def source_ja(self) -> str:
+        """The note as one plain sentence (Japanese)."""
+        return self.note().body
+
+    def value(self, mode: str, batch: int, column: str, size: int | None = None) -> float:
+        f = self.frame
+        sel = (f["mode"] == mode) & (f["batch"] == batch)
+        if size is not None:
+            sel &= f["size"] == size
+        values = f.loc[sel, column]
+        if values.empty:
+            raise KeyError(f"no {column} for mode={mode} batch={batch} in this data")
+        return float(values.iloc[0])
+
+
+def _kvm_reason() -> str | None:
+    import os
+
+    from lab import host
+
+    if os.environ.get("LAB_FORCE_RECORDED"):
+        return "環境変数 LAB_FORCE_RECORDED が設定されている"
+    info = host.probe_kvm()
+    return None if info.usable else (info.reason or "/dev/kvm is not usable")
+
+
+def load_recorded(root=None, host_id: str | None = None) -> IoData:
+    """The newest recording of the io benchmark (of ``host_id`` if given)."""
+    from lab.bench import io as bench_io
+
+    data = bench_io.load_recorded(root)
+    if host_id is not None:
+        data = data[data["host_id"] == host_id]
+        if data.empty:
+            raise KeyError(f"no io recording of host {host_id!r}")
+    latest = data["recorded_at"].max()
+    rows = data[(data["recorded_at"] == latest) & (data["status"] == "ok")].copy()
+    first = rows.iloc[0]
+    return IoData(rows.reset_index(drop=True), live=False, host_id=str(first["host_id"]),
+                  cpu_model=str(first["cpu_model"]), nested=bool(first["nested"]),
+                  recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"))
+
+
+def measure(**settings) -> IoData:
+    """A short live run on this host (``QUICK`` settings unless overridden)."""
+    from lab import host
+    from lab.bench import harness
+    from lab.bench import io as bench_io
+
+    opts = {**QUICK, **settings}
+    results = bench_io.run(count=opts["count"], repeat=opts["repeat"], batches=opts["batches"],
+                           sizes=opts["sizes"])
+    probe = host.probe(libvirt_uris=())
+    prov = harness.provenance(probe, command="lab.devices.report.measure()")
+    frame = bench_io.to_frame(results, prov)
+    bad = frame[frame["status"] != "ok"]
+    if not bad.empty:
+        raise RuntimeError(f"io benchmark failed: {bad.iloc[0]['mode']}: {bad.iloc[0]['reason']}")
+    return IoData(frame, live=True, host_id=prov["host_id"], cpu_model=prov["cpu_model"],
+                  nested=bool(prov["nested"]), recorded_at=prov["recorded_at"][:10])
+
+
+def load(live: bool | None = None, root=None) -> IoData:
+    """Live data when KVM is usable (and ``live`` is not False), else the newest recording."""
+    reason = _kvm_reason()
+    if live is False:
+        reason = "live measurement switched off"
+    elif reason is None:
+        from lab.kvm import KvmError
+        from lab.devices.memory import DeviceError
+
+        try:
+            return measure()
+        except (KvmError, DeviceError, RuntimeError) as exc:  # shown to the reader, not hidden
+            reason = f"the live measurement failed: {type(exc).__name__}: {exc}"
+    data = load_recorded(root)
+    data.reason = reason
+    return data
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _axes_batch(ax, batches) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(batches))
+    ax.set_xticklabels([str(b) for b in batches])
+    ax.set_xlabel("バッチの大きさ(1 回の通知で渡すリクエスト数)")
+
+
+_ZERO_FLOOR = 3e-5  # where a zero is drawn on the log axis of exits per request (labelled "0")
+
+
+def figure(data: IoData, highlight: tuple[str, ...], metric: str):
+    """Requests/s or exits per request against the batch size; ``highlight`` in colour, the rest grey."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, ax = plots.figure(figsize=(7.2, 3.8))
+    f = data.frame.sort_values("batch")
+    batches = sorted(f["batch"].unique())
+    modes = [m for m in MODE_NAMES if m in set(f["mode"])]
+    lines = {}
+    for m in sorted(modes, key=lambda m: m in highlight):  # highlighted ones drawn last (on top)
+        rows = f[f["mode"] == m]
+        raw = rows[metric].astype(float)
+        y = raw.where(raw > 0, _ZERO_FLOOR) if metric == "exits_per_request" else raw
+        on = m in highlight
+        (lines[m],) = ax.plot(rows["batch"], y, _STYLES.get(m, "-"), marker="o", lw=2.4 if on else 1,
+                              ms=6 if on else 3, color=_COLORS[m] if on else "#bbbbbb", label=MODE_NAMES[m],
+                              zorder=3 if on else 2)
+        if on:
+            for b, v, r in zip(rows["batch"], y, raw):
+                text = f"{r:,.0f}" if metric == "requests_per_s" else "0" if r == 0 else f"{r:.3g}"
+                ax.annotate(text, (b, v), textcoords="offset points", xytext=(0, 7), ha="center",
+                            fontsize=8, color=_COLORS[m])
+    _axes_batch(ax, batches)
+    ax.set_yscale("log")
+    if metric == "requests_per_s":
+        ax.set_ylabel("1 秒あたりのリクエスト数")
+    else:
+        ax.set_ylabel("リクエスト 1 件あたりの exit 数")
+        top = max(float(f[metric].max()), 1.0) * 3
+        ticks = [_ZERO_FLOOR] + [10.0 ** k for k in range(-3, 3) if 10.0 ** k <= top]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_yticklabels(["0"] + [f"{t:g}" for t in ticks[1:]])
+        ax.set_ylim(_ZERO_FLOOR / 2, top)
+    size = int(f["size"].iloc[0])
+    ax.set_title(f"{size} バイトのリクエスト(ホスト {data.host_id})", fontsize=10)
+    ax.legend([lines[m] for m in modes], [MODE_NAMES[m] for m in modes], fontsize=8, loc="best", frameon=False)
+    return fig
+
+
+def summary(data: IoData) -> dict[str, str]:
+    """The numbers the chapter's prose quotes, formatted (keys are glue names without prefix)."""
+    f = data.frame
+    small, large = int(f["batch"].min()), int(f["batch"].max())
+    size = int(f["size"].iloc[0])
+    rps = {m: {b: data.value(m, b, "requests_per_s") for b in (small, large)} for m in MODE_NAMES}
+    efd_small = rps["virtio_ioeventfd"][small] / rps["virtio"][small]
+    efd_large = rps["virtio_ioeventfd"][large] / rps["virtio"][large]
+
+    def word(ratio: float) -> str:
+        return "ほぼ同じ" if 0.9 <= ratio <= 1.1 else ("速い" if ratio > 1 else "遅い")
+
+    return {
+        "size": f"{size}",
+        "small": f"{small}",
+        "large": f"{large}",
+        "hvm_epr": f"{data.value('hvm', small, 'exits_per_request'):.0f}",
+        "hvm_rps": f"{rps['hvm'][small]:,.0f}",
+        "pv_rps": f"{rps['pv'][small]:,.0f}",
+        "virtio_small_rps": f"{rps['virtio'][small]:,.0f}",
+        "virtio_large_rps": f"{rps['virtio'][large]:,.0f}",
+        "pv_over_hvm": f"{rps['pv'][small] / rps['hvm'][small]:.1f}",
+        "virtio_over_hvm": f"{rps['virtio'][large] / rps['hvm'][small]:.1f}",
+        "virtio_over_pv": f"{rps['virtio'][large] / rps['pv'][small]:.1f}",
+        "virtio_small_over_pv": f"{rps['virtio'][small] / rps['pv'][small]:.2f}",
+        "virtio_large_epr": f"{data.value('virtio', large, 'exits_per_request'):.4f}",
+        "efd_small_word": word(efd_small),
+        "efd_large_word": word(efd_large),
+        "efd_small_ratio": f"{efd_small:.2f}",
+        "efd_large_ratio": f"{efd_large:.2f}",
+        "host": data.host_id,
+    }
+
+
+def switchable(data: IoData, metric: str = "requests_per_s", caption: str = "") -> Switchable:
+    """One figure per style (HVM, PV, virtio), synchronised with every other switch on the page."""
+    views = {label: figure(data, modes, metric) for label, modes in TABS.items()}
+    alt = {label: f"{caption}: {'、'.join(MODE_NAMES[m] for m in modes)} を強調" for label, modes in TABS.items()}
+    return Switchable(views, group="mode", caption=caption, alt=alt, selected="virtio")
+
+
+def table(data: IoData) -> pd.DataFrame:
+    """Requests/s and exits per request per batch size, the modes side by side (Japanese headings)."""
+    f = data.frame
+    wide = f.pivot_table(index="batch", columns="mode", values=["requests_per_s", "exits_per_request"],
+                         aggfunc="median")
+    order = [m for m in MODE_NAMES if m in set(f["mode"])]
+    out = pd.DataFrame(index=wide.index)
+    for m in order:
+        out[f"{MODE_NAMES[m]} 件/秒"] = wide[("requests_per_s", m)].round(0).astype(int)
+    for m in order:
+        out[f"{MODE_NAMES[m]} exit/件"] = wide[("exits_per_request", m)].round(4)
+    out.index.name = "バッチ"
+    return out
+
+
+def exit_model(count: int = 256, size: int = 64, batches=(1, 8, 64, 256)) -> pd.DataFrame:
+    """Exits per request by :func:`lab.devices.sim.simulate` (no KVM): the model, checked on the bytes."""
+    from lab.devices.sim import simulate
+
+    rows = []
+    for b in batches:
+        row = {"バッチ": b}
+        for m in MODE_NAMES:
+            r = simulate(m, count, size, b)
+            if not r.ok:
+                raise RuntimeError(f"simulation of {m} failed: {r.errors}")
+            row[MODE_NAMES[m]] = round(r.exits_per_request, 4)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("バッチ")
+
+
+# --------------------------------------------------------------------------- the ring, step by step (no KVM)
+
+
+@dataclass
+class RingDemo:
+    """A small virtqueue in a bytearray "guest memory", before and after the device's turn."""
+
+    layout: object
+    before: dict
+    after: dict
+    received: list
+
+
+def _ring_tables(mem, layout, n_desc: int) -> dict:
+    import struct
+
+    desc = []
+    for i in range(n_desc):
+        addr, length, flags, nxt = struct.unpack("<QIHH", mem.read(layout.desc + 16 * i, 16))
+        names = [n for bit, n in ((1, "NEXT"), (2, "WRITE"), (4, "INDIRECT")) if flags & bit]
+        desc.append({"番号": i, "addr": f"{addr:#x}", "len": length, "flags": "|".join(names) or "0",
+                     "next": nxt})
+    avail_idx, used_idx = mem.u16(layout.avail + 2), mem.u16(layout.used + 2)
+    avail = [mem.u16(layout.avail + 4 + 2 * i) for i in range(layout.size)]
+    used = [struct.unpack("<II", mem.read(layout.used + 4 + 8 * i, 8)) for i in range(layout.size)]
+    return {
+        "descriptors": pd.DataFrame(desc).set_index("番号"),
+        "rings": pd.DataFrame({
+            "avail.idx": [avail_idx], "avail.ring": [" ".join(map(str, avail))],
+            "used.idx": [used_idx], "used.ring (id,len)": [" ".join(f"({a},{b})" for a, b in used)],
+        }),
+    }
+
+
+def ring_demo(messages=(b"hello, ", b"virtio ", b"ring")) -> RingDemo:
+    """Queue ``messages`` as one batch (the first two chained), then let the device take them."""
+    from lab.devices.memory import GuestMemory
+    from lab.devices.models import VirtioDevice
+    from lab.devices.virtqueue import DriverQueue, Layout
+
+    mem = GuestMemory(bytearray(0x4000))
+    layout = Layout.contiguous(0x1000, 4)
+    driver = DriverQueue(mem, layout)
+    device = VirtioDevice(mem, layout)
+    addrs = [0x3000 + 0x100 * i for i in range(len(messages))]
+    for a, m in zip(addrs, messages):
+        mem.write(a, m)
+    driver.add([(addrs[0], len(messages[0]), False), (addrs[1], len(messages[1]), False)])
+    for a, m in zip(addrs[2:], messages[2:]):
+        driver.add([(a, len(m), False)])
+    driver.publish()
+    before = _ring_tables(mem, layout, len(messages))
+    received: list = []
+    sink_consume = device.sink.consume
+    device.sink.consume = lambda data: (received.append(bytes(data)), sink_consume(data))  # type: ignore[method-assign]
+    device.notify()
+    after = _ring_tables(mem, layout, len(messages))
+    device.close()
+    return RingDemo(layout, before, after, received)
+
+
+def malformed_cases() -> pd.DataFrame:
+    """What the virtio device answers to broken rings: the check and its message (no KVM)."""
+    from lab.devices.memory import GuestMemory
+    from lab.devices.models import VirtioDevice
+    from lab.devices.virtqueue import VIRTQ_DESC_F_NEXT, DriverQueue, Layout
+
+    def case(build) -> str:
+        mem = GuestMemory(bytearray(0x4000))
+        layout = Layout.contiguous(0x1000, 4)
+        driver = DriverQueue(mem, layout)
+        device = VirtioDevice(mem, layout)
+        build(mem, layout, driver)
+        device.notify()
+        device.close()
+        return device.errors[0] if device.errors else "(受け付けた)"
+
+    def outside(mem, layout, drv):
+        drv.add([(0x3FF0, 0x40, False)])
+        drv.publish()
+
+    def index(mem, layout, drv):
+        mem.set_u16(layout.avail + 2, 9)
+
+    def loop(mem, layout, drv):
+        drv.add([(0x3000, 4, False)])
+        drv.write_descriptor(0, 0x3000, 4, VIRTQ_DESC_F_NEXT, 1)
+        drv.write_descriptor(1, 0x3004, 4, VIRTQ_DESC_F_NEXT, 0)
+        drv.publish()
+
+    rows = [
+        ("ゲストのメモリの外を指す記述子", case(outside)),
+        ("範囲外のリング番号(avail.idx が一度に 9 件進む)", case(index)),
+        ("記述子の連鎖がループしている(0 → 1 → 0)", case(loop)),
+    ]
+    return pd.DataFrame(rows, columns=["ゲストが渡したもの", "デバイスモデルの答え"])
+
+
+def recorded_hosts(root=None) -> pd.DataFrame:
+    """One row per recording of the io benchmark under ``data/measured`` (every host): the headline numbers."""
+    from lab.bench import io as bench_io
+
+    data = bench_io.load_recorded(root)
+    data = data[data["status"] == "ok"]
+    rows = []
+    for (host_id, recorded_at), g in data.groupby(["host_id", "recorded_at"], sort=True):
+        small, large = int(g["batch"].min()), int(g["batch"].max())
+
+        def rate(mode: str, batch: int) -> float:
+            v = g.loc[(g["mode"] == mode) & (g["batch"] == batch), "requests_per_s"]
+            return float(v.iloc[0]) if not v.empty else float("nan")
+
+        first = g.iloc[0]
+        rows.append({
+            "ホスト": host_id, "CPU": first["cpu_model"], "入れ子": bool(first["nested"]),
+            "記録日": pd.Timestamp(recorded_at).strftime("%Y-%m-%d"),
+            f"HVM 件/秒 (バッチ {small})": round(rate("hvm", small)),
+            f"PV 件/秒 (バッチ {small})": round(rate("pv", small)),
+            f"virtio 件/秒 (バッチ {large})": round(rate("virtio", large)),
+            f"virtio + ioeventfd 件/秒 (バッチ {large})": round(rate("virtio_ioeventfd", large)),
+        })
+    return pd.DataFrame(rows)

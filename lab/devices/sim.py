@@ -1,0 +1,105 @@
+"""The same three protocols with the guest played by Python: no KVM needed.
+
+:func:`simulate` does, step by step, what the guest programs of
+:mod:`lab.devices.guests` do, against the same device models and the same
+guest-memory layout, and counts every access that would leave the guest (a
+port access that a live run turns into an exit to the VMM's userspace). It
+runs anywhere (Binder, CI without ``/dev/kvm``) and checks the exit model and
+the bytes; it measures nothing about time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from lab.devices import abi
+from lab.devices.live import check_params, payload
+from lab.devices.memory import GuestMemory
+from lab.devices.models import DEVICE_CLASSES, VhostWorker, expected_checksum
+from lab.devices.virtqueue import DriverQueue, Layout
+
+
+@dataclass
+class SimRun:
+    mode: str
+    count: int
+    size: int
+    batch: int
+    exits: int
+    exits_by_port: dict = field(default_factory=dict)
+    kicks: int = 0
+    eventfd_kicks: int = 0
+    requests: int = 0
+    bytes: int = 0
+    checksum: str = ""
+    expected: str = ""
+    errors: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.checksum == self.expected and self.requests == self.count
+
+    @property
+    def exits_per_request(self) -> float:
+        return self.exits / self.count
+
+
+def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0) -> SimRun:
+    """Play the guest of ``mode`` in Python; see the module docstring."""
+    check_params(mode, count, size, batch)
+    data = payload(count, size, seed)
+    mem = GuestMemory(bytearray(abi.memory_size_for(count, size)))
+    mem.write(abi.DATA, data)
+    ports: Counter = Counter()
+    kicks = eventfd_kicks = 0
+    layout = Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
+    driver = DriverQueue(mem, layout) if mode.startswith("virtio") else None
+    device = DEVICE_CLASSES["virtio" if mode.startswith("virtio") else mode](mem)
+
+    def out(port: int, value: int, width: int = 4) -> None:  # an exit in a live run
+        ports[port] += 1
+        device.io_out(port, value.to_bytes(width, "little"))
+
+    if mode == "hvm":
+        for i in range(count):
+            base = abi.DATA + i * size
+            out(abi.HVM_CMD, size)
+            for off in range(0, size, 4):
+                out(abi.HVM_DATA, mem.u32(base + off))
+    elif mode == "pv":
+        r = abi.PV_RECORD
+        mem.set_u32(r + abi.R_LEN, size)
+        for i in range(count):
+            mem.set_u64(r + abi.R_ADDR, abi.DATA + i * size)
+            mem.set_u32(r + abi.R_STATUS, abi.PV_PENDING)
+            out(abi.PV_PORT, r)
+    else:
+        worker = VhostWorker(device).__enter__() if mode == "virtio_ioeventfd" else None
+        try:
+            for first in range(0, count, batch):
+                n = min(batch, count - first)
+                for i in range(first, first + n):
+                    driver.add([(abi.DATA + i * size, size, False)])
+                driver.publish()
+                kicks += 1
+                if worker is None:
+                    out(abi.VIRTIO_NOTIFY, 0, abi.VIRTIO_NOTIFY_SIZE)
+                else:  # what KVM does for an ioeventfd: count it, no exit
+                    os.eventfd_write(worker.kick_fd, 1)
+                got = 0
+                while got < n and not device.errors:  # the guest waits for used.idx
+                    got += sum(1 for _ in driver.used())
+                    if got < n:
+                        time.sleep(0.0001)  # let the worker thread have the GIL
+        finally:
+            if worker is not None:
+                worker.close()
+                eventfd_kicks = worker.kicks
+    device.close()
+    return SimRun(mode=mode, count=count, size=size, batch=batch, exits=sum(ports.values()),
+                  exits_by_port={f"{k:#x}": v for k, v in sorted(ports.items())}, kicks=kicks,
+                  eventfd_kicks=eventfd_kicks, requests=device.sink.requests, bytes=device.sink.bytes,
+                  checksum=device.sink.checksum(), expected=expected_checksum(data), errors=list(device.errors))

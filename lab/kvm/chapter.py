@@ -1,0 +1,302 @@
+"""What the two KVM chapters show: live on a KVM host, recorded otherwise.
+
+Every function returns a :class:`Shown`: a table plus a sentence (in
+Japanese) that says where the numbers come from. With a usable ``/dev/kvm``
+the VMM really runs; without one (Binder, a laptop, the build of the static
+book) the table comes from ``data/measured/<host-id>/``, and the sentence
+names that host and says why nothing was measured here. Set
+``LAB_FORCE_RECORDED=1`` to see the recorded view on a KVM host.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from lab import datapackage, fallback, paths
+
+KIND_LABELS = {
+    "loop": "空ループ(exit なし)",
+    "cpuid": "cpuid(カーネル内で処理)",
+    "hypercall": "ハイパーコール(vmcall / vmmcall)",
+    "pio_user": "ポート出力 → ユーザ空間(QEMU の経路)",
+    "mmio_user": "MMIO 書き込み → ユーザ空間",
+    "pio_ioeventfd": "ポート出力 → ioeventfd(カーネル内で完結)",
+}
+LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
+
+
+class Text(str):
+    """A string that ``glue`` shows without quotes (its repr is itself)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass
+class Shown:
+    """A table and where it comes from (``live`` or a recorded host)."""
+
+    frame: pd.DataFrame
+    live: bool
+    host_id: str
+    note: fallback.Note
+    meta: dict = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
+
+    def __repr__(self) -> str:
+        return f"{self.note}\n{self.frame.to_string(index=False)}"
+
+
+def live_reason() -> str | None:
+    """None when the chapters can use KVM here, else why not (in Japanese, with the probe's reason)."""
+    if os.environ.get("LAB_FORCE_RECORDED"):
+        return "環境変数 LAB_FORCE_RECORDED が設定されている"
+    from lab import host
+
+    info = host.probe_kvm()
+    return None if info.usable else f"この機械では KVM が使えない({info.reason})"
+
+
+# --------------------------------------------------------------------------- recorded data
+
+
+def _recorded(resource: str, root=None) -> pd.DataFrame:
+    from lab.bench.harness import load_measured
+
+    return load_measured(resource, root)
+
+
+def _latest(frame: pd.DataFrame, **where) -> pd.DataFrame:
+    for key, value in where.items():
+        frame = frame[frame[key] == value]
+    if frame.empty:
+        raise datapackage.DataError(f"no recorded rows match {where}: run 'python -m lab record' on a KVM host")
+    last = frame.sort_values("recorded_at")["recorded_at"].iloc[-1]
+    return frame[frame["recorded_at"] == last]
+
+
+def _recorded_note(why: str, row) -> fallback.Note:
+    nested = "入れ子の仮想マシン" if bool(row["nested"]) else "ベアメタル"
+    return fallback.recorded_note(
+        reason=why, host_id=row["host_id"], recorded=f"{row['recorded_at']:%Y-%m-%d %H:%M} UTC",
+        detail=f"{row['cpu_model']}、カーネル {row['kernel']}、{nested}、KVM モジュール {row['kvm_modules']}",
+    )
+
+
+def _live_note(host_id: str, text: str) -> fallback.Note:
+    return fallback.Note(title="この機械で測った結果です", body=f"ホスト {host_id}: {text}",
+                         kind="tip", css_class="lab-live")
+
+
+# --------------------------------------------------------------------------- the KVM chapter
+
+
+def tour(root=None) -> Shown:
+    """The step-by-step run of the hello guest."""
+    why = live_reason()
+    cols = {"step": "手順", "action": "すること", "ioctl": "ioctl", "result": "結果"}
+    if why is None:
+        from lab import host
+        from lab.kvm import tour as live_tour
+
+        frame = pd.DataFrame(live_tour.hello_steps())[list(cols)].rename(columns=cols)
+        hid = host.host_id(host.read_cpuinfo())
+        return Shown(frame, True, hid, _live_note(hid, "この表は、いまこの機械で実際に実行した結果です。"))
+    rec = _latest(_recorded("tour", root), section="hello")
+    frame = rec[list(cols)].rename(columns=cols).reset_index(drop=True)
+    return Shown(frame, False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]))
+
+
+def bad_guests(root=None) -> Shown:
+    """How each misbehaving guest ends: a typed error, never a hang."""
+    why = live_reason()
+    cols = {"action": "ゲスト", "ioctl": "結末", "result": "VMM のメッセージ"}
+    if why is None:
+        from lab import host
+        from lab.kvm import tour as live_tour
+
+        frame = pd.DataFrame(live_tour.bad_guest_rows())[list(cols)].rename(columns=cols)
+        hid = host.host_id(host.read_cpuinfo())
+        return Shown(frame, True, hid, _live_note(hid, "この表は、いまこの機械で実際に実行した結果です。"))
+    rec = _latest(_recorded("tour", root), section="errors")
+    frame = rec[list(cols)].rename(columns=cols).reset_index(drop=True)
+    return Shown(frame, False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]))
+
+
+def ioctl_table() -> pd.DataFrame:
+    """Every ioctl the mini VMM uses: level, direction, argument size, the number _IOC builds."""
+    from lab.kvm import ioctl_numbers as n
+
+    level = {0x00: "system", 0x01: "system", 0x03: "system", 0x04: "system", 0x05: "system"}
+    dirs = {0: "_IO", 1: "_IOW", 2: "_IOR", 3: "_IOWR"}
+    rows = []
+    for name, value in n.ALL.items():
+        nr = value & 0xFF
+        lv = level.get(nr, "vm" if nr < 0x80 else "vcpu")
+        rows.append({"ioctl": name, "fd": lv, "マクロ": dirs[value >> n._IOC_DIRSHIFT],
+                     "番号 nr": f"{nr:#04x}", "引数の大きさ": (value >> n._IOC_SIZESHIFT) & 0x3FFF,
+                     "できあがる値": f"{value:#010x}"})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the VMExit chapter
+
+
+def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "種類": frame["kind"].map(KIND_LABELS).fillna(frame["kind"]),
+        "状態": frame["status"],
+        "サイクル/回(中央値)": frame["cycles_per_exit"].round(0),
+        "正味(空ループを引く)": frame["net_cycles_per_exit"].round(0),
+        "ns/回": frame["ns_per_exit"].round(0),
+        "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}") for a, b in zip(frame["cycles_q1"], frame["cycles_q3"])],
+        "理由": frame["reason"].fillna(""),
+    })
+    return out.reset_index(drop=True)
+
+
+def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root=None) -> Shown:
+    """The exits benchmark: measured here (quick settings) or the latest recording."""
+    why = live_reason()
+    if why is None:
+        from lab import host
+        from lab.bench import exits as bench_exits
+
+        results = bench_exits.run(repeat=repeat, iterations=iterations, mode=mode, hypercall_timeout_s=1.0)
+        prov = {"host_id": host.host_id(host.read_cpuinfo()), "recorded_at": pd.Timestamp.now(tz="UTC")}
+        raw = bench_exits.to_frame(results, prov)
+        for col in ("cycles_per_exit", "net_cycles_per_exit", "ns_per_exit", "cycles_q1", "cycles_q3",
+                    "host_ns_per_exit", "tsc_khz"):
+            raw[col] = pd.to_numeric(raw[col])
+        raw["reason"] = raw["reason"].replace("", None)
+        return Shown(_exits_display(raw), True, prov["host_id"],
+                     _live_note(prov["host_id"],
+                                f"この表は、いまこの機械で測った値です(各 {iterations} 回 × {repeat} 回の繰り返し、{mode})。"
+                                f"`python -m lab bench exits` で既定の回数で測り直せます。"),
+                     {"raw": raw})
+    rec = _latest(_recorded("exits", root), mode=mode)
+    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]),
+                 {"raw": rec.reset_index(drop=True)})
+
+
+def recorded_exits(root=None) -> pd.DataFrame:
+    """All recorded exits rows, every host and mode, with provenance."""
+    return _recorded("exits", root)
+
+
+def published_vmexit() -> pd.DataFrame:
+    return datapackage.load_resource(paths.PUBLISHED_DIR / "vmexit", "vmexit")
+
+
+def published_summary() -> pd.DataFrame:
+    """Bare metal vs nested for cpuid and vmcall, from the published figures (after-patch / ranges)."""
+    pub = published_vmexit()
+    rows = []
+    for test in ("cpuid", "vmcall"):
+        bare = pub[(pub["level"] == "bare_metal") & (pub["test"] == test) & (pub["variant"] != "before_patch")]
+        nested = pub[(pub["level"] == "nested_l2") & (pub["test"] == test) & (pub["variant"] == "after_patch")]
+        bare_vals = list(bare["cycles"]) + [v for v in bare["cycles_high"] if pd.notna(v)]
+        b = sum(bare_vals) / len(bare_vals)
+        nv = float(nested["cycles"].iloc[0])
+        rows.append({"test": test, "bare_metal": b, "bare_min": min(bare_vals), "bare_max": max(bare_vals),
+                     "nested": nv, "ratio": nv / b,
+                     "sources": ", ".join(sorted(set(bare["source"]) | set(nested["source"])))})
+    return pd.DataFrame(rows)
+
+
+def plot_published():
+    """Bars: published bare-metal vs nested cycles per exit."""
+    from lab import plots
+
+    s = published_summary()
+    fig, ax = plots.figure()
+    x = range(len(s))
+    ax.bar([i - 0.2 for i in x], s["bare_metal"], width=0.4, label=LEVEL_LABELS["bare_metal"], color="#4d4d4d")
+    ax.bar([i + 0.2 for i in x], s["nested"], width=0.4, label=LEVEL_LABELS["nested_l2"], color="#d95f02")
+    for i, r in s.iterrows():
+        ax.text(i + 0.2, r["nested"], f"×{r['ratio']:.1f}", ha="center", va="bottom")
+    ax.set_xticks(list(x), list(s["test"]))
+    ax.set_ylabel("1 回の exit のサイクル数")
+    ax.set_title("kvm-unit-tests vmexit の公表値:ベアメタルと入れ子")
+    ax.set_ylim(0, s["nested"].max() * 1.25)
+    ax.legend(loc="upper center", ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_recorded(root=None):
+    """Bars: recorded cycles per exit per kind, one bar per host and mode (log scale)."""
+    from lab import plots
+
+    rec = recorded_exits(root)
+    rec = rec[rec["status"] == "ok"]
+    latest = rec.sort_values("recorded_at").groupby(["host_id", "mode"])["recorded_at"].transform("max")
+    rec = rec[rec["recorded_at"] == latest]
+    groups = list(rec.groupby(["host_id", "mode"]))
+    kinds = [k for k in KIND_LABELS if k in set(rec["kind"])]
+    fig, ax = plots.figure(figsize=(8, 4.6))
+    width = 0.8 / max(len(groups), 1)
+    for gi, ((host_id, mode), g) in enumerate(groups):
+        vals = [g.loc[g["kind"] == k, "cycles_per_exit"].median() for k in kinds]
+        lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals)]
+        hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals)]
+        ax.bar([i + gi * width for i in range(len(kinds))], vals, width=width, yerr=[lo, hi],
+               capsize=2, label=f"{host_id} ({mode})")
+    ax.set_yscale("log")
+    ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(kinds))],
+                  [KIND_LABELS[k].split("(")[0] for k in kinds], rotation=20, ha="right")
+    ax.set_ylabel("サイクル/回(中央値、誤差棒は四分位)")
+    ax.set_title("記録済みホストでの exit 1 回のコスト")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def vmexit_facts(root=None) -> dict:
+    """Every number the VMExit chapter's prose quotes, computed from data/ (glued into the text)."""
+    facts: dict = {}
+    s = published_summary().set_index("test")
+    pub = published_vmexit()
+    nested = pub[pub["level"] == "nested_l2"].set_index(["test", "variant"])["cycles"]
+    facts.update({
+        "pub_cpuid_bare_min": int(s.loc["cpuid", "bare_min"]), "pub_cpuid_bare_max": int(s.loc["cpuid", "bare_max"]),
+        "pub_vmcall_bare": int(s.loc["vmcall", "bare_min"]),
+        "pub_cpuid_nested": int(s.loc["cpuid", "nested"]), "pub_vmcall_nested": int(s.loc["vmcall", "nested"]),
+        "ratio_cpuid": float(s.loc["cpuid", "ratio"]), "ratio_vmcall": float(s.loc["vmcall", "ratio"]),
+        "pub_inl_qemu_nested": int(nested[("inl_from_qemu", "after_patch")]),
+        "pub_inl_kernel_nested": int(nested[("inl_from_kernel", "after_patch")]),
+    })
+    facts["ratio_qemu_kernel"] = facts["pub_inl_qemu_nested"] / facts["pub_inl_kernel_nested"]
+    before = int(nested[("cpuid", "before_patch")])
+    facts["pub_cpuid_nested_before"] = before
+    facts["bonzini_cpuid_gain_pct"] = 100.0 * (before - facts["pub_cpuid_nested"]) / before
+    ratios = [facts["ratio_cpuid"], facts["ratio_vmcall"]]
+    facts["ratio_min"], facts["ratio_max"] = min(ratios), max(ratios)
+    adams = datapackage.load_resource(paths.PUBLISHED_DIR / "adams_agesen2006", "nanobench")
+    a = adams[adams["operation"] == "in"].set_index("mode")["cycles"]
+    facts["adams_in_native"], facts["adams_in_vtx"] = int(a["native"]), int(a["vtx"])
+
+    rec = _latest(recorded_exits(root), mode="protected32").set_index("kind")
+    row = rec.iloc[0]
+    facts["rec_host"] = Text(row["host_id"])
+    facts["rec_modules"] = Text(row["kvm_modules"])
+    facts["rec_nested"] = Text("入れ子の仮想マシン" if bool(row["nested"]) else "ベアメタル")
+    for kind in ("loop", "cpuid", "pio_user", "mmio_user", "pio_ioeventfd"):
+        if kind in rec.index and rec.loc[kind, "status"] == "ok":
+            facts[f"rec_{kind}"] = float(rec.loc[kind, "cycles_per_exit"])
+            facts[f"rec_{kind}_net"] = float(rec.loc[kind, "net_cycles_per_exit"])
+            facts[f"rec_{kind}_ns"] = float(rec.loc[kind, "ns_per_exit"])
+    hc = rec.loc["hypercall"] if "hypercall" in rec.index else None
+    facts["rec_hypercall_status"] = Text(hc["status"] if hc is not None else "not recorded")
+    facts["rec_hypercall_reason"] = Text((hc["reason"] or "") if hc is not None else "")
+    if "rec_pio_user" in facts and "rec_cpuid" in facts:
+        facts["rec_user_over_kernel"] = facts["rec_pio_user_net"] / max(facts["rec_cpuid_net"], 1.0)
+        if "rec_pio_ioeventfd" in facts:
+            facts["rec_user_over_ioeventfd"] = facts["rec_pio_user"] / max(facts["rec_pio_ioeventfd"], 1.0)
+        facts["rec_cpuid_over_bare"] = facts["rec_cpuid"] / ((facts["pub_cpuid_bare_min"] + facts["pub_cpuid_bare_max"]) / 2)
+    return facts
