@@ -193,6 +193,26 @@ def published_vmexit() -> pd.DataFrame:
     return datapackage.load_resource(paths.PUBLISHED_DIR / "vmexit", "vmexit")
 
 
+_LEVELS = {"bare_metal": "ベアメタル", "nested_l2": "入れ子(L2)"}
+_VARIANTS = {"before_patch": "変更前", "after_patch": "変更後", "range": "範囲", "approx": "およそ"}
+
+
+def published_table():
+    """The published vmexit figures for reading: one row per figure, Japanese headings, no index."""
+    pub = published_vmexit()
+    cycles = [f"{int(lo):,}" if pd.isna(hi) else f"{int(lo):,}–{int(hi):,}"
+              for lo, hi in zip(pub["cycles"], pub["cycles_high"])]
+    table = pd.DataFrame({
+        "環境": pub["level"].map(_LEVELS).fillna(pub["level"]),
+        "テスト": pub["test"],
+        "CPU": pub["cpu"].replace({"not named": "記載なし"}),
+        "サイクル": cycles,
+        "区別": pub["variant"].map(_VARIANTS).fillna(pub["variant"]),
+        "出典": pub["source"],
+    })
+    return table.style.hide(axis="index")
+
+
 def published_summary() -> pd.DataFrame:
     """Bare metal vs nested for cpuid and vmcall, from the published figures (after-patch / ranges)."""
     pub = published_vmexit()
