@@ -150,6 +150,38 @@ def test_unhandled_out_returns_to_the_caller(no_leaks):
     assert (ex.reason, ex.port, ex.direction) == ("io", guests.EXIT_PORT, "out")
 
 
+def echo_program(port_in: int = 0x60) -> guests.Program:
+    """Real mode: read a byte from ``port_in`` and write it to the serial port, twice, then halt."""
+    once = [asm.mov_dx_imm16(port_in, "real"), asm.simple("in al, dx", b"\xec"),
+            asm.mov_dx_imm16(guests.SERIAL_PORT, "real"), asm.simple("out dx, al", b"\xee")]
+    code, listing = asm.assemble(once + once + [asm.simple("hlt", b"\xf4")], guests.CODE_ADDR)
+    return guests.Program("echo", "real", guests.CODE_ADDR, code, tuple(listing), "in, then out")
+
+
+@kvm_live
+def test_io_handler_serves_in_and_out_within_one_run(no_leaks):
+    answers, written = iter([b"O", b"K"]), []
+
+    def device(port, direction, size, data):
+        if direction == "in":
+            assert (port, size, data) == (0x60, 1, None)
+            return next(answers)
+        written.append(data)
+        return None
+
+    ex, _ = run_program(echo_program(), timeout_s=5, io_handler=device)
+    assert ex.reason == "hlt" and ex.resumed == 4
+    assert b"".join(written) == b"OK"
+
+
+@kvm_live
+def test_io_handler_can_decline_and_must_answer_the_right_size(no_leaks):
+    ex, _ = run_program(echo_program(), timeout_s=5, io_handler=lambda *a: False)
+    assert (ex.reason, ex.port, ex.direction) == ("io", 0x60, "in")
+    with pytest.raises(kvm.KvmError, match="answered 2 bytes to an 'in' of 1"):
+        run_program(echo_program(), timeout_s=5, io_handler=lambda *a: b"no")
+
+
 # --------------------------------------------------------------------------- bad guests
 
 

@@ -11,25 +11,15 @@ notify port registered with ``KVM_IOEVENTFD`` and served by a
 :class:`~lab.devices.models.VhostWorker` thread: the vCPU does not come back
 to userspace for a kick).
 
-The run loop. :meth:`lab.kvm.vcpu.Vcpu.run` returns to its caller on every
-exit it does not swallow, and each call arms a watchdog thread: fine for the
-KVM chapters, too slow to hand thousands of register accesses to a device
-model. When ``Vcpu.run`` accepts an ``io_handler`` it is used; otherwise
-:class:`_DeviceLoop` runs ``KVM_RUN`` itself on the vCPU's public file
-descriptor with one watchdog for the whole run (the same mechanism as the
-mini VMM: a blocked real-time signal that KVM unblocks only inside
-``KVM_RUN``, plus ``immediate_exit``).
+The device models get their exits through ``Vcpu.run(io_handler=...)``:
+the whole run is one call with one watchdog, so thousands of register
+accesses cost one ``KVM_RUN`` round trip each and nothing more.
 """
 
 from __future__ import annotations
 
 import ctypes
-import inspect
-import mmap
-import os
 import random
-import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -174,7 +164,7 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
 
             start = time.perf_counter_ns()
             try:
-                _run_until_hlt(system, vcpu, handle, timeout_s)
+                _run_until_hlt(vcpu, handle, timeout_s)
             except kvm.RunTimeout as exc:
                 if not device.errors:
                     raise
@@ -212,104 +202,9 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
 
 # --------------------------------------------------------------------------- run loop
 
-_LIBC = ctypes.CDLL(None, use_errno=True)  # ctypes releases the GIL during calls (the vhost thread runs)
-_LIBC.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-_LIBC.ioctl.restype = ctypes.c_int
-_LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_LIBC.mmap.restype = ctypes.c_void_p
-_LIBC.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_LIBC.munmap.restype = ctypes.c_int
 
-def _run_until_hlt(system, vcpu, handler, timeout_s: float) -> None:
-    """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to ``handler`` first."""
-    if "io_handler" in inspect.signature(vcpu.run).parameters:
-        exit_ = vcpu.run(timeout_s, io_handler=handler)
-    else:
-        with _DeviceLoop(system, vcpu) as loop:
-            exit_ = loop.run(handler, timeout_s)
-    if exit_ is None or getattr(exit_, "reason", None) != "hlt":
-        raise IoRunError(f"the guest stopped with {exit_!r} instead of hlt; the I/O guests end with hlt")
-
-
-class _DeviceLoop:
-    """``KVM_RUN`` with device dispatch and one watchdog (stop-gap until ``Vcpu.run(io_handler=)``)."""
-
-    def __init__(self, system, vcpu) -> None:
-        from lab.kvm.structs import kvm_run
-
-        self._vcpu = vcpu
-        self._size = system.vcpu_mmap_size()
-        # A second mapping of the vCPU's kvm_run page (the kernel allows any number),
-        # made with libc so that no Python buffer export can keep it from being unmapped.
-        addr = _LIBC.mmap(None, self._size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, vcpu.fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise IoRunError(f"mmap of the vCPU's kvm_run page failed: {os.strerror(ctypes.get_errno())}")
-        self._addr = addr
-        self._run = kvm_run.from_address(addr)  # dropped before munmap (see __exit__)
-
-    def __enter__(self) -> "_DeviceLoop":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._run = None
-        _LIBC.munmap(self._addr, self._size)
-
-    def run(self, handler, timeout_s: float):
-        from lab.kvm import Exit, RunTimeout
-        from lab.kvm.constants import EXIT_NAMES, KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IO_OUT
-        from lab.kvm.ioctl_numbers import KVM_RUN, KVM_SET_SIGNAL_MASK
-        from lab.kvm.vcpu import WATCHDOG_SIGNAL
-
-        ioctl = _LIBC.ioctl
-        fd, run, base = self._vcpu.fd, self._run, ctypes.addressof(self._run)
-        io = run.u.io
-        sig, tid = WATCHDOG_SIGNAL, threading.get_ident()
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
-        fired = threading.Event()
-
-        def kick() -> None:
-            run.immediate_exit = 1
-            fired.set()
-            signal.pthread_kill(tid, sig)
-
-        timer = threading.Timer(timeout_s, kick)
-        timer.daemon = True
-        try:
-            bits = 0
-            for s in set(old_mask) - {sig}:
-                bits |= 1 << (int(s) - 1)
-            raw = (8).to_bytes(4, "little") + bits.to_bytes(8, "little")  # struct kvm_signal_mask
-            arg = ctypes.create_string_buffer(raw, len(raw))
-            if ioctl(fd, KVM_SET_SIGNAL_MASK, ctypes.addressof(arg)) < 0:
-                raise IoRunError(f"KVM_SET_SIGNAL_MASK failed: {os.strerror(ctypes.get_errno())}")
-            timer.start()
-            while True:
-                if ioctl(fd, KVM_RUN, None) < 0:
-                    err = ctypes.get_errno()
-                    if fired.is_set():
-                        raise RunTimeout(f"the guest did not halt within {timeout_s:g} s; the watchdog stopped "
-                                         f"KVM_RUN (a device that stopped answering leaves the guest waiting)",
-                                         Exit("timeout", 0))
-                    if err in (4, 11):  # EINTR, EAGAIN: another signal; resume
-                        continue
-                    raise IoRunError(f"KVM_RUN failed: {os.strerror(err)} (errno {err})")
-                reason = run.exit_reason
-                if reason == KVM_EXIT_IO:
-                    out = io.direction == KVM_EXIT_IO_OUT
-                    n = io.size * io.count
-                    data = ctypes.string_at(base + io.data_offset, n) if out else None
-                    if handler(io.port, "out" if out else "in", io.size, data) is not False:
-                        continue
-                    raise IoRunError(f"guest {'out' if out else 'in'} to port {io.port:#x} that no device "
-                                     f"of this run handles")
-                if reason == KVM_EXIT_HLT:
-                    return Exit("hlt", 0)
-                raise IoRunError(f"unexpected exit {EXIT_NAMES.get(reason, reason)} during an I/O run")
-        finally:
-            timer.cancel()
-            timer.join()
-            if self._run is not None:
-                self._run.immediate_exit = 0
-            if fired.is_set():
-                signal.sigtimedwait({sig}, 0)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+def _run_until_hlt(vcpu, handler, timeout_s: float) -> None:
+    """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to ``handler`` (one watchdog for the run)."""
+    exit_ = vcpu.run(timeout_s, io_handler=handler)
+    if exit_.reason != "hlt":
+        raise IoRunError(f"the guest stopped with {exit_!r} instead of hlt: no device of this run handles it")

@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from typing import Callable
 
 from lab.kvm import _libc
 from lab.kvm.constants import (
@@ -60,6 +61,9 @@ from lab.kvm.ioctl_numbers import (
     KVM_SET_SREGS,
 )
 from lab.kvm.structs import RUN_UNION_OFFSET, kvm_regs, kvm_run, kvm_segment, kvm_sregs
+
+#: ``handler(port, direction, size, data)`` for :meth:`Vcpu.run`'s ``io_handler``.
+IoHandler = Callable[[int, str, int, "bytes | None"], "bytes | None | bool"]
 
 #: Signal used to kick a vCPU out of ``KVM_RUN`` (blocked outside ``KVM_RUN``).
 WATCHDOG_SIGNAL = signal.SIGRTMIN + 5
@@ -237,7 +241,8 @@ class Vcpu:
         self.set_regs(regs)
 
     # -- running
-    def run(self, timeout_s: float = 5.0, *, resume_out_ports=(), resume_mmio_writes: bool = False) -> Exit:
+    def run(self, timeout_s: float = 5.0, *, resume_out_ports=(), resume_mmio_writes: bool = False,
+            io_handler: IoHandler | None = None) -> Exit:
         """Run the guest until an exit the caller must see, at most ``timeout_s`` seconds.
 
         ``resume_out_ports``: guest ``out`` to these ports is treated as a
@@ -245,6 +250,13 @@ class Vcpu:
         port): the data is dropped and the guest resumed, without returning.
         ``resume_mmio_writes``: the same for stores to unmapped addresses.
         Those exits are counted in ``Exit.resumed``.
+        ``io_handler(port, direction, size, data)``: called for every other
+        port-I/O exit inside this one run (one watchdog for the whole run, so a
+        device model can serve thousands of exits cheaply). For ``"out"`` it
+        gets the bytes written and returns ``None`` when it handled them; for
+        ``"in"`` it returns the ``size * count`` bytes the guest reads (``None``
+        reads as a floating bus, all ones). Returning ``False`` means "not
+        mine": the exit is returned to the caller as usual.
 
         Returns an :class:`Exit` for HLT, port I/O and MMIO; raises
         :class:`GuestShutdown`, :class:`EntryFailed`, :class:`InternalError`,
@@ -276,7 +288,7 @@ class Vcpu:
             timer.daemon = True
             start = time.perf_counter_ns()
             timer.start()
-            return self._loop(fd, ports, resume_mmio_writes, fired, start, timeout_s)
+            return self._loop(fd, ports, resume_mmio_writes, io_handler, fired, start, timeout_s)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -287,7 +299,7 @@ class Vcpu:
                 signal.sigtimedwait({sig}, 0)  # consume the kick if it is still pending
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
-    def _loop(self, fd, ports, resume_mmio, fired, start, timeout_s) -> Exit:
+    def _loop(self, fd, ports, resume_mmio, io_handler, fired, start, timeout_s) -> Exit:
         ioctl, request = _libc._ioctl_fast, KVM_RUN
         words, w_reason, w_union, w_mmio = self._words, self._w_reason, self._w_union, self._w_mmio_write
         exit_io, exit_mmio, out = KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_IO_OUT
@@ -312,11 +324,30 @@ class Vcpu:
                 if io & 0xFF == out and io >> 16 in ports:
                     resumed += 1
                     continue
+                if io_handler is not None and self._dispatch_io(io_handler):
+                    resumed += 1
+                    continue
             elif reason == exit_mmio:
                 if resume_mmio and words[w_mmio] & 0xFF:
                     resumed += 1
                     continue
             return self._decode(reason, resumed, time.perf_counter_ns() - start)
+
+    def _dispatch_io(self, handler: IoHandler) -> bool:
+        """Give the pending port-I/O exit to ``handler``; True when it was handled."""
+        io = self._run.u.io
+        n = io.size * io.count
+        addr = self._run_addr + io.data_offset  # inside the kvm_run mapping, n bytes (kernel-provided)
+        if io.direction == KVM_EXIT_IO_OUT:
+            return handler(io.port, "out", io.size, ctypes.string_at(addr, n)) is not False
+        answer = handler(io.port, "in", io.size, None)
+        if answer is False:
+            return False
+        answer = b"\xff" * n if answer is None else bytes(answer)
+        if len(answer) != n:
+            raise KvmError(f"the handler for port {io.port:#x} answered {len(answer)} bytes to an 'in' of {n}")
+        ctypes.memmove(addr, answer, n)
+        return True
 
     def _decode(self, reason: int, resumed: int, wall_ns: int) -> Exit:
         run = self._run
