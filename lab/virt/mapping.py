@@ -9,19 +9,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.datapackage import load_resource
 from lab.paths import DATA_DIR
 
 PACKAGE_DIR: Path = DATA_DIR / "libvirt"
 
 
+# lab.datapackage needs pandas; it is imported on use, so that connecting to
+# libvirt works on a bare Python (a non-root reader's, a fresh host's).
+
+
 def load_mapping(package_dir: str | Path = PACKAGE_DIR):
     """virsh command <-> libvirt API <-> AWS CLI <-> OpenStack CLI, one row per operation."""
+    from lab.datapackage import load_resource
+
     return load_resource(package_dir, "api_mapping")
 
 
 def load_timeline(package_dir: str | Path = PACKAGE_DIR):
     """Dated events of libvirt's history, each with its source."""
+    from lab.datapackage import load_resource
+
     return load_resource(package_dir, "timeline")
 
 
