@@ -67,3 +67,14 @@ def test_no_cell_output_is_an_error(built):
         page = (built / f"{f}.html").read_text(encoding="utf-8")
         assert "Traceback (most recent call last)" not in page, f"{f}: a cell shows a traceback"
         assert "output stderr" not in page, f"{f}: a cell wrote to stderr"
+
+
+def test_every_notebook_chapter_offers_its_ipynb(built):
+    for f in toc_files():
+        source = (REPO_ROOT / f"{f}.md").read_text(encoding="utf-8")
+        if not source.startswith("---\njupytext:"):
+            continue  # a plain Markdown page
+        page = (built / f"{f}.html").read_text(encoding="utf-8")
+        name = Path(f).name
+        assert f'_sources/{f}.ipynb"' in page, f"{f}: no .ipynb download button"
+        assert (built / "_sources" / f"{f}.ipynb").exists(), f"{f}: {name}.ipynb missing from _sources"
