@@ -75,6 +75,5 @@ def test_every_notebook_chapter_offers_its_ipynb(built):
         if not source.startswith("---\njupytext:"):
             continue  # a plain Markdown page
         page = (built / f"{f}.html").read_text(encoding="utf-8")
-        name = Path(f).name
         assert f'_sources/{f}.ipynb"' in page, f"{f}: no .ipynb download button"
-        assert (built / "_sources" / f"{f}.ipynb").exists(), f"{f}: {name}.ipynb missing from _sources"
+        assert (built / "_sources" / f"{f}.ipynb").exists(), f"{f}.ipynb missing from _build/html/_sources"
