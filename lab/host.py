@@ -410,6 +410,7 @@ def report_table(p: Probe):
         report_frame(p)
         .style.hide(axis="index")
         .set_properties(**{"text-align": "left"})
+        .set_table_attributes('class="dataframe"')
     )
 
 

@@ -18,7 +18,7 @@ VENV=${VENV:-.venv}
 # gcc and the kernel headers. Live chapters: a real libvirtd with QEMU/KVM.
 BOOK_PACKAGES="pkg-config libvirt-dev gcc linux-libc-dev fonts-noto-cjk python3-venv"
 LIVE_PACKAGES="libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils"
-TEST_PACKAGES="chromium binutils"
+TEST_PACKAGES="chromium fonts-noto-color-emoji binutils"
 
 step() { printf '==> %s\n' "$*"; }
 
