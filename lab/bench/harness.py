@@ -292,6 +292,23 @@ def check_links(package_dir: str | Path) -> None:
                     f"which is not in provenance.csv (unknown host or recording)")
 
 
+def recorded_hosts(root: str | Path | None = None) -> pd.DataFrame:
+    """One row per host under ``data/measured``: what it is and when it was last recorded (Japanese headings)."""
+    root = Path(root if root is not None else paths.MEASURED_DIR)
+    rows = []
+    for pkg in datapackage.find_packages(root):
+        prov = datapackage.load_resource(pkg, "provenance").sort_values("recorded_at")
+        last = prov.iloc[-1]
+        rows.append({
+            "ホスト": last["host_id"], "CPU": last["cpu_model"], "カーネル": last["kernel"],
+            "入れ子": "はい" if last["nested"] else "いいえ", "KVM モジュール": last["kvm_modules"],
+            "記録の回数": len(prov), "最後の記録 (UTC)": f"{last['recorded_at']:%Y-%m-%d %H:%M}",
+        })
+    if not rows:
+        raise datapackage.DataError(f"no recording under {root}: run 'python -m lab record' on a KVM host")
+    return pd.DataFrame(rows)
+
+
 def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame:
     """Resource ``resource`` of every host under ``data/measured``, validated, joined with provenance."""
     root = Path(root if root is not None else paths.MEASURED_DIR)
