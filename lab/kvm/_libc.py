@@ -1,8 +1,9 @@
 """The few libc calls the mini VMM needs, through ctypes (no compiled extension).
 
-``ioctl`` goes through ctypes rather than :func:`fcntl.ioctl` because ctypes
-releases the GIL for the call (so the watchdog thread can run while a vCPU is
-inside ``KVM_RUN``) and passes plain addresses without copying buffers.
+``ioctl`` goes through ctypes rather than :func:`fcntl.ioctl` because it
+passes plain addresses of ctypes structures without copying buffers. The one
+exception is the hot ``KVM_RUN`` call in :mod:`lab.kvm.vcpu`, which takes no
+argument: there :func:`fcntl.ioctl` is the cheaper call (see ``Vcpu._loop``).
 Guest memory and the ``kvm_run`` page are mapped with libc ``mmap`` so that
 their addresses are stable and can be unmapped deterministically.
 """
@@ -18,11 +19,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _ioctl = _libc.ioctl
 _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _ioctl.restype = ctypes.c_int
-
-#: The same ioctl without argtypes, for the hot path (``KVM_RUN`` with an int
-#: argument): ctypes converts plain ints faster when it has no argtypes to check.
-_ioctl_fast = ctypes.CDLL(None, use_errno=True).ioctl
-_ioctl_fast.restype = ctypes.c_int
 
 _mmap = _libc.mmap
 _mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
