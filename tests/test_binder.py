@@ -47,3 +47,11 @@ def test_hardware_pages_show_recorded_data_and_why(binder_html, doc):
     assert "lab-fallback" in page, f"{doc}: no recorded-data note for a reader without KVM"
     assert "permission denied" in page, f"{doc}: the note does not say why KVM was not usable"
     assert "lab-live" not in page, f"{doc}: claims a live measurement without KVM"
+
+
+def test_libvirt_pages_say_which_uri_answered_and_why(binder_html):
+    intro = (binder_html / "chapters/cloud/libvirt.html").read_text(encoding="utf-8")
+    assert "test:///default" in intro, "the libvirt chapter does not name the URI it used"
+    lifecycle = (binder_html / "chapters/hands_on/libvirt_lifecycle.html").read_text(encoding="utf-8")
+    assert "test:///default" in lifecycle
+    assert "permission denied" in lifecycle, "the exercises do not say why qemu:///system was not used"

@@ -30,6 +30,11 @@ if ! id "$reader" >/dev/null 2>&1; then
   /usr/sbin/useradd --no-create-home --shell /usr/sbin/nologin "$reader"
 fi
 
+# Binder has no /dev/kvm; here the reader must at least be unable to open it.
+if [ -e /dev/kvm ] && /usr/sbin/runuser -u "$reader" -- test -r /dev/kvm -a -w /dev/kvm; then
+  die "'$reader' can open /dev/kvm ($(stat -c '%A %U:%G' /dev/kvm)): the simulation needs a reader without KVM; remove '$reader' from the device's group"
+fi
+
 mkdir -p "$base"
 chmod 755 "$base"
 stamp="$base/venv/.binder-$(cat "$src"/binder/* "$src/requirements.txt" | sha256sum | cut -c1-12)"

@@ -21,6 +21,15 @@ PY
   config_args=(--config _build/_config.launch.yml)
   printf '==> Binder launch buttons point at %s\n' "$BOOK_REPOSITORY_URL"
 fi
+# The execution cache knows the chapters' text, not the code and data they
+# call: when lab/ or data/ changed since the last build, execute everything again.
+inputs=$(find lab data requirements.txt -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+if [ -e _build/.doctrees ] && [ "$(cat _build/.inputs 2>/dev/null)" != "$inputs" ]; then
+  printf '==> lab/ or data/ changed since the last build: the chapters will be executed again\n'
+  rm -rf _build/.jupyter_cache _build/.doctrees
+fi
+echo "$inputs" > _build/.inputs
+
 printf '==> building the book into _build/html (chapters are executed; results cached in _build/.jupyter_cache)\n'
 # -W: warnings are errors; -n: every reference must resolve; --keep-going: report all of them.
 if ! "$VENV/bin/jupyter-book" build . "${config_args[@]}" --warningiserror --nitpick --keep-going 2>&1 | tee _build/build.log; then
