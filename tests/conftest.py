@@ -43,6 +43,17 @@ def live_reason(name: str) -> str | None:
     raise ValueError(f"unknown live suite {name!r}")
 
 
+def say(request, line: str) -> None:
+    """Print a line to the terminal even while pytest captures output."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capman is None:
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line(line)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for name in LIVE_SUITES:
         if item.get_closest_marker(name) is None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import say
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed (make setup)")
 
@@ -39,15 +40,6 @@ def _nothing_left_behind(request):
         assert left == {"domains": [], "volumes": []}, f"tests left these on {TEST_URI}: {left}"
 
 
-def say(request, line: str) -> None:
-    """Print a line to the terminal even while pytest captures output."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capman is None:
-        return
-    with capman.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
 
 
 @pytest.fixture

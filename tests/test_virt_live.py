@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import pytest
+from conftest import say
 
 pytestmark = pytest.mark.libvirtd
 
@@ -47,14 +48,6 @@ def virsh_names() -> list[str]:
     return [n for n in virsh("list", "--all", "--name").split() if n]
 
 
-def say(request, line: str) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capman is None:
-        return
-    with capman.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
