@@ -40,8 +40,6 @@ def _nothing_left_behind(request):
         assert left == {"domains": [], "volumes": []}, f"tests left these on {TEST_URI}: {left}"
 
 
-
-
 @pytest.fixture
 def conn():
     with virt.connect(TEST_URI) as c:

@@ -48,8 +48,6 @@ def virsh_names() -> list[str]:
     return [n for n in virsh("list", "--all", "--name").split() if n]
 
 
-
-
 @pytest.fixture(scope="module")
 def virt():
     from lab import virt as module
