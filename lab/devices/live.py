@@ -22,11 +22,11 @@ import ctypes
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from lab.devices import abi, guests
 from lab.devices.memory import DeviceError, GuestMemory
-from lab.devices.models import DEVICE_CLASSES, VhostWorker, expected_checksum
+from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, expected_checksum
 
 MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
 
@@ -36,35 +36,14 @@ class IoRunError(DeviceError):
 
 
 @dataclass
-class IoRun:
+class IoRun(Delivery):
     """The outcome of one live run of ``count`` requests of ``size`` bytes."""
 
-    mode: str
-    count: int
-    size: int
-    batch: int
-    exits: int                 #: returns from KVM_RUN to the VMM (the final hlt not counted)
-    exits_by_port: dict = field(default_factory=dict)
-    kicks: int = 0             #: notifications the guest made (virtio modes)
-    eventfd_kicks: int = 0     #: notifications counted by the ioeventfd (completed in the kernel)
     wall_ns: int = 0           #: host time from the first KVM_RUN to the hlt
     guest_cycles: int = 0      #: rdtsc end - start, inside the guest
-    requests: int = 0          #: requests the device received
-    bytes: int = 0             #: bytes the device received
-    checksum: str = ""         #: of the bytes the device received
-    expected: str = ""         #: of the payload the host put in guest memory
     guest_done: int = 0        #: requests the guest saw completed
     guest_errors: int = 0      #: error statuses the guest saw
     tsc_khz: float | None = None  #: the guest TSC rate KVM reports (None when it cannot say)
-    errors: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and self.checksum == self.expected and self.requests == self.count
-
-    @property
-    def exits_per_request(self) -> float:
-        return self.exits / self.count
 
     @property
     def requests_per_s(self) -> float:

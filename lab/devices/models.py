@@ -303,3 +303,34 @@ class VhostWorker:
 
 
 DEVICE_CLASSES = {"hvm": EmulatedDevice, "pv": PVDevice, "virtio": VirtioDevice}
+
+
+@dataclass
+class Delivery:
+    """What one run of ``count`` requests of ``size`` bytes handed to a device model.
+
+    Shared by the live runs (:class:`lab.devices.live.IoRun`) and the Python
+    simulation (:class:`lab.devices.sim.SimRun`), so both are judged alike.
+    """
+
+    mode: str
+    count: int
+    size: int
+    batch: int
+    exits: int                 #: returns to the VMM's userspace (the final hlt not counted)
+    exits_by_port: dict = field(default_factory=dict)
+    kicks: int = 0             #: notifications the guest made (virtio modes)
+    eventfd_kicks: int = 0     #: notifications counted by the ioeventfd (completed in the kernel)
+    requests: int = 0          #: requests the device received
+    bytes: int = 0             #: bytes the device received
+    checksum: str = ""         #: of the bytes the device received
+    expected: str = ""         #: of the payload the host put in guest memory
+    errors: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.checksum == self.expected and self.requests == self.count
+
+    @property
+    def exits_per_request(self) -> float:
+        return self.exits / self.count

@@ -13,38 +13,16 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 from lab.devices import abi
 from lab.devices.live import check_params, payload
 from lab.devices.memory import GuestMemory
-from lab.devices.models import DEVICE_CLASSES, VhostWorker, expected_checksum
+from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, expected_checksum
 from lab.devices.virtqueue import DriverQueue, Layout
 
 
-@dataclass
-class SimRun:
-    mode: str
-    count: int
-    size: int
-    batch: int
-    exits: int
-    exits_by_port: dict = field(default_factory=dict)
-    kicks: int = 0
-    eventfd_kicks: int = 0
-    requests: int = 0
-    bytes: int = 0
-    checksum: str = ""
-    expected: str = ""
-    errors: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and self.checksum == self.expected and self.requests == self.count
-
-    @property
-    def exits_per_request(self) -> float:
-        return self.exits / self.count
+class SimRun(Delivery):
+    """A run of the simulation: Python plays the guest, no KVM."""
 
 
 def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0) -> SimRun:
