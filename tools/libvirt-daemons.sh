@@ -87,25 +87,22 @@ fi
 
 mkdir -p "$RUN_DIR"
 
-if pid=$(running_pid virtlogd); then
-    say "virtlogd already running (pid $pid)"
-else
-    virtlogd -d || die "virtlogd -d failed (see the message above; logs: journalctl or /var/log/libvirt)"
+# Start daemon $1 (virtlogd or libvirtd) unless it runs; $2 says where to look when it fails.
+start_daemon() {
+    if pid=$(running_pid "$1"); then
+        say "$1 already running (pid $pid)"
+        return
+    fi
+    "$1" -d || die "$1 -d failed (see the message above; $2)"
     sleep 0.2
-    pid=$(running_pid virtlogd) || die "virtlogd started but wrote no live pid file /run/virtlogd.pid"
-    echo "virtlogd $pid" >> "$STARTED"
-    say "started virtlogd (pid $pid)"
-fi
+    pid=$(running_pid "$1") || die "$1 started but wrote no live pid file /run/$1.pid"
+    echo "$1 $pid" >> "$STARTED"
+    say "started $1 (pid $pid)"
+}
 
-if pid=$(running_pid libvirtd); then
-    say "libvirtd already running (pid $pid), waiting for it to answer"
-else
-    libvirtd -d || die "libvirtd -d failed (see the message above; /var/log/libvirt/libvirtd.log may say more)"
-    sleep 0.2
-    pid=$(running_pid libvirtd) || die "libvirtd started but wrote no live pid file /run/libvirtd.pid"
-    echo "libvirtd $pid" >> "$STARTED"
-    say "started libvirtd (pid $pid)"
-fi
+start_daemon virtlogd "logs: journalctl or /var/log/libvirt"
+start_daemon libvirtd "/var/log/libvirt/libvirtd.log may say more"
+say "waiting for $URI to answer"
 
 waited=0
 until answers; do

@@ -96,36 +96,31 @@ def _live_note(host_id: str, text: str) -> fallback.Note:
 # --------------------------------------------------------------------------- the KVM chapter
 
 
-def tour(root=None) -> Shown:
-    """The step-by-step run of the hello guest."""
+def _tour_table(section: str, cols: dict[str, str], live_rows: str, root=None) -> Shown:
+    """A table of the tour: run live when KVM is usable, else the latest recording of ``section``."""
     why = live_reason()
-    cols = {"step": "手順", "action": "すること", "ioctl": "ioctl", "result": "結果"}
     if why is None:
         from lab import host
         from lab.kvm import tour as live_tour
 
-        frame = pd.DataFrame(live_tour.hello_steps())[list(cols)].rename(columns=cols)
+        frame = pd.DataFrame(getattr(live_tour, live_rows)())[list(cols)].rename(columns=cols)
         hid = host.host_id(host.read_cpuinfo())
         return Shown(frame, True, hid, _live_note(hid, "この表は、いまこの機械で実際に実行した結果です。"))
-    rec = _latest(_recorded("tour", root), section="hello")
+    rec = _latest(_recorded("tour", root), section=section)
     frame = rec[list(cols)].rename(columns=cols).reset_index(drop=True)
     return Shown(frame, False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]))
+
+
+def tour(root=None) -> Shown:
+    """The step-by-step run of the hello guest."""
+    cols = {"step": "手順", "action": "すること", "ioctl": "ioctl", "result": "結果"}
+    return _tour_table("hello", cols, "hello_steps", root)
 
 
 def bad_guests(root=None) -> Shown:
     """How each misbehaving guest ends: a typed error, never a hang."""
-    why = live_reason()
     cols = {"action": "ゲスト", "ioctl": "結末", "result": "VMM のメッセージ"}
-    if why is None:
-        from lab import host
-        from lab.kvm import tour as live_tour
-
-        frame = pd.DataFrame(live_tour.bad_guest_rows())[list(cols)].rename(columns=cols)
-        hid = host.host_id(host.read_cpuinfo())
-        return Shown(frame, True, hid, _live_note(hid, "この表は、いまこの機械で実際に実行した結果です。"))
-    rec = _latest(_recorded("tour", root), section="errors")
-    frame = rec[list(cols)].rename(columns=cols).reset_index(drop=True)
-    return Shown(frame, False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]))
+    return _tour_table("errors", cols, "bad_guest_rows", root)
 
 
 def ioctl_table() -> pd.DataFrame:
