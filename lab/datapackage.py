@@ -34,7 +34,7 @@ class DataError(ValueError):
 
 
 def read_descriptor(package_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(package_dir) / DESCRIPTOR
+    path = recover(package_dir, tidy=False) / DESCRIPTOR
     try:
         descriptor = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -118,7 +118,7 @@ def load_resource(package_dir: str | os.PathLike[str], name: str) -> pd.DataFram
     booleans as ``boolean``, dates as Python ``date`` objects; empty cells of
     optional fields are missing values.
     """
-    package_dir = Path(package_dir)
+    package_dir = recover(package_dir, tidy=False)
     descriptor = read_descriptor(package_dir)
     resource = resource_descriptor(descriptor, name)
     csv_path = package_dir / resource.get("path", "")
@@ -202,39 +202,94 @@ def validate_package(package_dir: str | os.PathLike[str]) -> dict[str, pd.DataFr
 
 
 def find_packages(root: str | os.PathLike[str]) -> list[Path]:
-    """Every folder under ``root`` that holds a ``datapackage.json``."""
-    return sorted(p.parent for p in Path(root).rglob(DESCRIPTOR))
+    """Every folder under ``root`` that holds a ``datapackage.json`` (hidden folders, e.g. a
+    package being written, are left out)."""
+    root = Path(root)
+    return sorted(p.parent for p in root.rglob(DESCRIPTOR)
+                  if not any(part.startswith(".") for part in p.parent.relative_to(root).parts))
+
+
+# --------------------------------------------------------------------------- writing
+#
+# A package is replaced in steps, each a single rename within one folder:
+#   1. write   every file into a new hidden sibling ``.NAME.new-XXXX``, validate it
+#   2. retire  rename the old package to ``.NAME.old``
+#   3. install rename the new folder to ``NAME``
+#   4. discard remove ``.NAME.old``
+# A failure in any step puts the old package back. A process killed between
+# two steps leaves a state that :func:`recover` repairs, and every read and
+# write of the package calls it first: ``NAME`` missing with ``.NAME.old``
+# present means the swap did not finish (the old package comes back);
+# ``NAME`` present means it did (leftovers are removed). One writer at a time.
+
+_NEW = ".{name}.new-"
+_OLD = ".{name}.old"
+
+
+def _checkpoint(step: str) -> None:
+    """Called after each step of :func:`write_package`; tests make it fail or kill the process."""
+
+
+def recover(package_dir: str | os.PathLike[str], *, tidy: bool = True) -> Path:
+    """Finish or undo an interrupted :func:`write_package` of ``package_dir``; return where the package is.
+
+    Readers call it with ``tidy=False``: they put a retired package back but
+    leave unfinished new folders alone (a writer may be busy with one).
+    Without write access to the parent folder (a reader on Binder) nothing is
+    changed and the intact old copy, if that is all there is, is returned.
+    """
+    package_dir = Path(package_dir)
+    parent, name = package_dir.parent, package_dir.name
+    old = parent / _OLD.format(name=name)
+    if not parent.is_dir() or not (old.exists() or any(parent.glob(_NEW.format(name=name) + "*"))):
+        return package_dir
+    try:
+        if old.exists() and not package_dir.exists():
+            old.rename(package_dir)
+        elif old.exists():
+            shutil.rmtree(old)
+        for leftover in parent.glob(_NEW.format(name=name) + "*") if tidy else ():
+            shutil.rmtree(leftover)
+    except OSError:
+        return old if old.exists() and not package_dir.exists() else package_dir
+    return package_dir
 
 
 def write_package(package_dir: str | os.PathLike[str], descriptor: Mapping[str, Any],
                   frames: Mapping[str, pd.DataFrame], extra_files: Mapping[str, str] | None = None) -> Path:
-    """Write a whole package atomically: all files or none.
+    """Write a whole package: after it returns the new package is in place; if it fails, the old one is.
 
-    Everything is written into a temporary sibling folder, validated with
-    :func:`validate_package`, and only then moved into place (replacing an
-    older package of the same name). A failure leaves no half-written folder.
-    ``extra_files`` maps file names to text (e.g. a provenance JSON).
+    ``extra_files`` maps file names to text (e.g. a provenance JSON). See the
+    steps above; a validation error (:class:`DataError`) leaves the old
+    package untouched.
     """
     package_dir = Path(package_dir)
     package_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{package_dir.name}.", dir=package_dir.parent))
+    recover(package_dir)
+    new = Path(tempfile.mkdtemp(prefix=_NEW.format(name=package_dir.name), dir=package_dir.parent))
+    old = package_dir.with_name(_OLD.format(name=package_dir.name))
+    retired = False
     try:
         for resource in descriptor["resources"]:
-            frame = frames[resource["name"]]
-            frame.to_csv(tmp / resource["path"], index=False, lineterminator="\n")
-        (tmp / DESCRIPTOR).write_text(json.dumps(descriptor, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            frames[resource["name"]].to_csv(new / resource["path"], index=False, lineterminator="\n")
+        (new / DESCRIPTOR).write_text(json.dumps(descriptor, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         for fname, text in (extra_files or {}).items():
-            (tmp / fname).write_text(text, encoding="utf-8")
-        validate_package(tmp)
-        old = None
+            (new / fname).write_text(text, encoding="utf-8")
+        validate_package(new)
+        _checkpoint("write")
         if package_dir.exists():
-            old = package_dir.with_name(f".{package_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
             package_dir.rename(old)
-        tmp.rename(package_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return package_dir
+            retired = True
+            _checkpoint("retire")
+        new.rename(package_dir)
+        _checkpoint("install")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if retired:  # put the old package back, taking the new one out if it got in
+            if package_dir.exists():
+                package_dir.rename(new)
+            old.rename(package_dir)
+        shutil.rmtree(new, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
+    _checkpoint("discard")
+    return package_dir

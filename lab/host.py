@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
+from lab.devnode import DeviceAccess, device_access
 from lab.kvm.ioctl_numbers import KVM_API_VERSION, KVM_CREATE_VM, KVM_GET_API_VERSION
 
 #: Schema name of :meth:`Probe.as_dict`; bump it when a field changes meaning.
@@ -136,6 +137,8 @@ class KvmInfo:
     reason: str | None
     modules: list[KvmModule] = field(default_factory=list)
     modules_reason: str | None = None
+    #: owner, group, mode, and whether libvirt's QEMU user can open the device
+    access: DeviceAccess | None = None
 
     @property
     def backend(self) -> str | None:
@@ -192,7 +195,7 @@ def probe_kvm(device: str = KVM_DEVICE, sys_module: str = "/sys/module") -> KvmI
     def verdict(**kw: Any) -> KvmInfo:
         base = dict(device=device, present=True, openable=False, api_version=None,
                     create_vm=False, usable=False, reason=None,
-                    modules=modules, modules_reason=modules_reason)
+                    modules=modules, modules_reason=modules_reason, access=device_access(device))
         base.update(kw)
         return KvmInfo(**base)
 
@@ -377,6 +380,7 @@ def report_rows(p: Probe) -> list[tuple[str, str, str]]:
         ("KVM API バージョン", str(k.api_version) if k.api_version is not None else "-",
          "KVM_GET_API_VERSION の答え。12 以外は想定外"),
         ("KVM_CREATE_VM", _yes(k.create_vm), "空の VM を作って閉じられたか"),
+        *_access_rows(k.access),
         ("KVM の判定", "使える" if k.usable else "使えない", k.reason or "実際に開いて VM を作れた"),
     ]
     for m in k.modules:
@@ -394,6 +398,20 @@ def report_rows(p: Probe) -> list[tuple[str, str, str]]:
         for u in lv.uris:
             rows.append((f"libvirt {u.uri}", f"応答あり ({u.driver} {u.version})" if u.ok else "応答なし",
                          u.reason or "読み取り専用で接続できた"))
+    return rows
+
+
+def _access_rows(a: DeviceAccess | None) -> list[tuple[str, str, str]]:
+    if a is None:
+        return []
+    rows = [(f"{a.device} の所有者とモード", f"{a.owner}:{a.group} {a.mode}",
+             "Debian の udev 規則なら root:kvm crw-rw----(グループ kvm が開ける)")]
+    if a.qemu_can_open is not None:
+        meaning = ("libvirtd が QEMU を動かすユーザー。開けないと QEMU は "
+                   "「Could not access KVM kernel module: Permission denied」で止まる")
+        if a.fix:
+            meaning += f"。直し方(root で、Debian の udev 規則を手で当てる): {a.fix}"
+        rows.append((f"QEMU ({a.qemu_user}:{a.qemu_group}) が開けるか", _yes(a.qemu_can_open), meaning))
     return rows
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from datetime import date
 
 import pandas as pd
@@ -100,3 +103,81 @@ def test_every_package_in_data_validates():
     for package in packages:
         frames = dp.validate_package(package)
         assert all(len(f) for f in frames.values()), f"{package}: an empty resource"
+
+
+# --------------------------------------------------------------------------- interrupted writes
+
+STEPS = ["write", "retire", "install", "discard"]
+SIMPLE = [{"name": "v", "type": "integer", "description": "a value"}]
+SIMPLE_DESC = {"name": "s", "resources": [{"name": "s", "path": "s.csv", "schema": {"fields": SIMPLE}}]}
+
+
+def _values(target):
+    return dp.load_resource(target, "s")["v"].tolist()
+
+
+def _siblings(target):
+    return sorted(p.name for p in target.parent.iterdir())
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_failure_at_any_step_keeps_the_old_package(tmp_path, monkeypatch, step):
+    target = tmp_path / "pkg"
+    dp.write_package(target, SIMPLE_DESC, {"s": pd.DataFrame({"v": [1, 2]})})
+
+    def fail(at):
+        if at == step:
+            raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(dp, "_checkpoint", fail)
+    with pytest.raises(OSError, match="injected"):
+        dp.write_package(target, SIMPLE_DESC, {"s": pd.DataFrame({"v": [3, 4, 5]})})
+    # Before 'discard' the old package comes back; at 'discard' the new one was
+    # complete and in place, and the old one already gone.
+    assert _values(target) == ([3, 4, 5] if step == "discard" else [1, 2])
+    assert _siblings(target) == ["pkg"]
+
+
+def test_a_failing_rename_keeps_the_old_package(tmp_path, monkeypatch):
+    # The fault the tracker reproduced: ENOSPC on the rename that installs the new package.
+    target = tmp_path / "pkg"
+    dp.write_package(target, SIMPLE_DESC, {"s": pd.DataFrame({"v": [1]})})
+    real_rename = type(target).rename
+
+    def rename(self, dest):
+        if self.name.startswith(".pkg.new-") and dest == target:
+            raise OSError(28, "No space left on device (injected)")
+        return real_rename(self, dest)
+
+    monkeypatch.setattr(type(target), "rename", rename)
+    with pytest.raises(OSError, match="injected"):
+        dp.write_package(target, SIMPLE_DESC, {"s": pd.DataFrame({"v": [9]})})
+    assert _values(target) == [1] and _siblings(target) == ["pkg"]
+
+
+KILLER = """
+import os, signal, sys
+import pandas as pd
+from lab import datapackage as dp
+step, target = sys.argv[1], sys.argv[2]
+def kill(at):
+    if at == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+dp._checkpoint = kill
+desc = {"name": "s", "resources": [{"name": "s", "path": "s.csv",
+        "schema": {"fields": [{"name": "v", "type": "integer", "description": "a value"}]}}]}
+dp.write_package(target, desc, {"s": pd.DataFrame({"v": [3, 4, 5]})})
+"""
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_process_killed_at_any_step_loses_nothing(tmp_path, step):
+    target = tmp_path / "pkg"
+    dp.write_package(target, SIMPLE_DESC, {"s": pd.DataFrame({"v": [1, 2]})})
+    proc = subprocess.run([sys.executable, "-c", KILLER, step, str(target)], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # The next load sees a complete package: the old one until the new one was in place.
+    assert _values(target) == ([1, 2] if step in ("write", "retire") else [3, 4, 5])
+    # The next write tidies whatever the killed one left.
+    dp.write_package(target, SIMPLE_DESC, {"s": pd.DataFrame({"v": [7]})})
+    assert _values(target) == [7] and _siblings(target) == ["pkg"]

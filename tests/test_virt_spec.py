@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -20,7 +22,6 @@ from lab.virt.spec import (
     xml_diff,
 )
 
-HAVE_VALIDATOR = shutil.which("virt-xml-validate") is not None
 
 
 def spec(**kw) -> DomainSpec:
@@ -186,16 +187,22 @@ def test_spec_error_is_a_value_error_not_a_virt_error():
     assert issubclass(SpecError, ValueError) and not issubclass(SpecError, errors.VirtError)
 
 
-@pytest.mark.skipif(not HAVE_VALIDATOR, reason="virt-xml-validate is not installed (Debian: libvirt-clients)")
+@pytest.fixture(scope="module")
+def validator():
+    """virt-xml-validate and xmllint are declared test programs (tools/programs.tsv): missing is a failure."""
+    for program, package in (("virt-xml-validate", "libvirt-clients"), ("xmllint", "libxml2-utils")):
+        if shutil.which(program) is None:
+            pytest.fail(f"{program} is missing: apt-get install {package} (make test installs it as root)")
+
+
 @pytest.mark.parametrize("s", VARIANTS + [VARIANTS[1].with_family("emulated")],
                          ids=lambda s: f"{s.name}-{s.nic}-{len(s.disks)}")
-def test_rendered_xml_passes_virt_xml_validate(s):
+def test_rendered_xml_passes_virt_xml_validate(validator, s):
     result = validate_xml(s.to_xml())
     assert result.ran and result.ok, result.output
 
 
-@pytest.mark.skipif(not HAVE_VALIDATOR, reason="virt-xml-validate is not installed (Debian: libvirt-clients)")
-def test_virt_xml_validate_catches_an_invalid_document():
+def test_virt_xml_validate_catches_an_invalid_document(validator):
     result = validate_xml("<domain type='kvm'><memory>1</memory></domain>")
     assert result.ran and result.ok is False and "<domain.xml>" in result.output
 
@@ -203,3 +210,50 @@ def test_virt_xml_validate_catches_an_invalid_document():
 def test_validate_xml_without_the_tool(tmp_path):
     missing = validate_xml("<domain/>", tool=str(tmp_path / "no-such-tool"))
     assert missing.ran is False and missing.ok is None and "could not run" in missing.output
+    assert missing.verdict == "not run"
+
+
+def test_validate_xml_without_xmllint_did_not_run(validator, tmp_path, monkeypatch):
+    # virt-xml-validate found, xmllint hidden from PATH: nothing was validated,
+    # which must not read as "invalid".
+    (tmp_path / "virt-xml-validate").symlink_to(shutil.which("virt-xml-validate"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = validate_xml(VARIANTS[0].to_xml())
+    assert (result.ran, result.ok, result.verdict) == (False, None, "not run")
+    assert "xmllint" in result.output and "libxml2-utils" in result.output
+
+
+def test_validator_that_cannot_start_xmllint_did_not_run(validator, tmp_path):
+    # The real validator run with a PATH that lacks xmllint fails with the
+    # shell's "not found" (exit 127): "did not run", not "invalid".
+    wrapper = tmp_path / "validate-without-xmllint"
+    wrapper.write_text(f'#!/bin/sh\nPATH=/nonexistent exec {shutil.which("virt-xml-validate")} "$@"\n')
+    wrapper.chmod(0o755)
+    result = validate_xml(VARIANTS[0].to_xml(), tool=str(wrapper))
+    assert (result.ran, result.ok) == (False, None) and "not found" in result.output
+
+
+@pytest.mark.book
+def test_lifecycle_chapter_without_xmllint_says_not_checked(validator, tmp_path, monkeypatch):
+    # Execute the lifecycle chapter with every program on PATH except xmllint:
+    # its validation cell must say "not checked", never "invalid".
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    from lab.paths import REPO_ROOT
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for program in Path(folder).glob("*") if Path(folder).is_dir() else ():
+            link = bin_dir / program.name
+            if program.name != "xmllint" and not link.exists():
+                link.symlink_to(program)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("LAB_LIBVIRT_URI", raising=False)
+    nb = jupytext.read(REPO_ROOT / "chapters" / "hands_on" / "libvirt_lifecycle.md")
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO_ROOT / "chapters" / "hands_on")}}).execute()
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "validate_xml" in c.source)
+    text = "".join(o.get("text", "") for o in cell.outputs)
+    assert "検査できなかった" in text and "xmllint" in text
+    assert "不合格" not in text

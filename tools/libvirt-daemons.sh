@@ -10,7 +10,8 @@
 # (set LAB_ALLOW_NETWORK_AUTOSTART=1 on a machine where that is fine).
 #
 # Usage: tools/libvirt-daemons.sh [start|stop|status]
-#   start   (default) start what is not running, wait for qemu:///system;
+#   start   (default) make /dev/kvm usable by group kvm (Debian's udev rule, as
+#           root) when it is not, start what is not running, wait for qemu:///system;
 #   stop    stop only the daemons an earlier 'start' of this script started
 #           (recorded in /run/lab-libvirt-daemons.started), never others;
 #   status  say whether qemu:///system answers (exit 0) or not (exit 1).
@@ -37,6 +38,31 @@ running_pid() {
 }
 
 answers() { virsh -c "$URI" version >/dev/null 2>&1; }
+
+# QEMU started by libvirtd runs as libvirt-qemu, group kvm. Debian's udev rule
+# (KERNEL=="kvm", GROUP="kvm", MODE="0660") opens /dev/kvm to that group; where
+# no udev runs, the device keeps the kernel's crw------- root root and QEMU
+# fails with "Could not access KVM kernel module: Permission denied".
+KVM_DEVICE=${LAB_KVM_DEVICE:-/dev/kvm}
+kvm_group_can_open() {
+    [ "$(stat -c %G "$KVM_DEVICE")" = kvm ] || return 1
+    # the group digit of the octal mode must allow read and write (6 or 7)
+    case "$(stat -c %a "$KVM_DEVICE")" in *[67]?) return 0 ;; *) return 1 ;; esac
+}
+ensure_kvm_device() {
+    [ -e "$KVM_DEVICE" ] || return 0
+    getent group kvm >/dev/null || { say "no group 'kvm' on this machine (install libvirt-daemon-system); leaving $KVM_DEVICE as it is"; return 0; }
+    kvm_group_can_open && return 0
+    was=$(stat -c '%A %U:%G' "$KVM_DEVICE")
+    if [ "$(id -u)" != 0 ]; then
+        say "$KVM_DEVICE is $was: QEMU (group kvm) cannot open it; as root run: chgrp kvm $KVM_DEVICE && chmod 0660 $KVM_DEVICE"
+        return 0
+    fi
+    # Where udevd runs its rule would already have done this at boot; the same
+    # two commands are what the rule says, so apply them directly.
+    chgrp kvm "$KVM_DEVICE" && chmod 0660 "$KVM_DEVICE"
+    say "$KVM_DEVICE was $was, which QEMU (group kvm) cannot open: applied Debian's udev rule, now $(stat -c '%A %U:%G' "$KVM_DEVICE")"
+}
 
 action=${1:-start}
 case "$action" in
@@ -65,6 +91,7 @@ case "$action" in
 esac
 
 command -v virsh >/dev/null 2>&1 || die "virsh not found: install libvirt-clients (apt-get install libvirt-clients)"
+ensure_kvm_device
 
 if answers; then
     say "$URI already answers; nothing to start"

@@ -3,9 +3,9 @@
 # apt-get; otherwise the exact command to run is printed) and a virtual
 # environment .venv with the pinned Python packages and the `lab` package.
 #
-#   tools/setup.sh book   packages to build and read the book
-#   tools/setup.sh test   also what the test suite needs (browser, binutils)
-#   tools/setup.sh system only the Debian packages of `test`, no virtual environment
+#   tools/setup.sh book   Debian packages (see below) and .venv
+#   tools/setup.sh test   the same (kept for the Makefile's test target)
+#   tools/setup.sh system only the Debian packages and the program check, no .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,14 +13,17 @@ PURPOSE=${1:-book}
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# Debian packages. Book: libvirt-python compiles against libvirt-dev with
-# pkg-config; Japanese figures need Noto Sans CJK JP; the KVM struct check uses
-# gcc and the kernel headers. Live chapters: a real libvirtd with QEMU/KVM.
-BOOK_PACKAGES="pkg-config libvirt-dev gcc linux-libc-dev fonts-noto-cjk python3-venv"
-LIVE_PACKAGES="libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils"
-TEST_PACKAGES="chromium fonts-noto-color-emoji binutils"
-
+# Debian packages: tools/programs.tsv declares every external program the book
+# starts, its package and its purpose (book, live, test). As root, set-up
+# installs the packages of all of them and then checks each program; without
+# root a missing book program stops set-up, a missing live or test program is a
+# warning with the exact apt-get line (those cells fall back to recorded data).
 step() { printf '==> %s\n' "$*"; }
+
+case "$PURPOSE" in
+  book|test|system) ;;
+  *) echo "usage: $0 [book|test|system]" >&2; exit 2 ;;
+esac
 
 missing_packages() {
   local p out=()
@@ -30,35 +33,37 @@ missing_packages() {
   echo "${out[@]:-}"
 }
 
-wanted="$BOOK_PACKAGES $LIVE_PACKAGES"
-case "$PURPOSE" in
-  book) ;;
-  test|system) wanted="$wanted $TEST_PACKAGES" ;;
-  *) echo "usage: $0 [book|test|system]" >&2; exit 2 ;;
-esac
-
-if command -v dpkg-query >/dev/null; then
-  step "checking Debian packages: $wanted"
+if ! command -v dpkg-query >/dev/null; then
+  echo "warning: not a Debian system; install the packages named in tools/programs.tsv: $(tools/programs.sh packages book live test)" >&2
+elif [ "$(id -u)" = 0 ]; then
+  wanted=$(tools/programs.sh packages book live test)
   # shellcheck disable=SC2086
   missing=$(missing_packages $wanted)
   if [ -n "$missing" ]; then
-    if [ "$(id -u)" = 0 ]; then
-      step "installing Debian packages: $missing"
-      export DEBIAN_FRONTEND=noninteractive
-      apt-get update -qq
-      # shellcheck disable=SC2086
-      apt-get install -y -qq --no-install-recommends $missing >/dev/null
-    else
-      # shellcheck disable=SC2086
-      book_missing=$(missing_packages $BOOK_PACKAGES)
-      echo "These Debian packages are missing; install them as root, then run make again:" >&2
-      echo "  sudo apt-get install -y $missing" >&2
-      if [ -n "$book_missing" ]; then exit 1; fi
-      echo "(only live-chapter or test packages are missing: continuing; those cells fall back to recorded data)" >&2
-    fi
+    step "installing Debian packages: $missing"
+    t0=$(date +%s)
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    step "Debian packages installed in $(( $(date +%s) - t0 )) s"
   fi
+  step "checking the declared programs (tools/programs.tsv)"
+  tools/programs.sh check base book live test \
+    || { echo "set-up failed: a declared program is missing after installing its package (see above)" >&2; exit 1; }
 else
-  echo "warning: not a Debian system; make sure these are installed: $wanted" >&2
+  if ! out=$(tools/programs.sh check base book); then
+    echo "$out" >&2
+    echo "These are needed to build the book; install them as root, then run make again:" >&2
+    echo "  sudo apt-get install -y $(missing_packages $(tools/programs.sh packages book))" >&2
+    exit 1
+  fi
+  if ! out=$(tools/programs.sh check live test); then
+    echo "$out" >&2
+    echo "warning: the live chapters or the tests need these; as root run:" >&2
+    echo "  sudo apt-get install -y $(missing_packages $(tools/programs.sh packages live test))" >&2
+    echo "(continuing: the book builds, and hardware cells fall back to recorded data)" >&2
+  fi
 fi
 
 [ "$PURPOSE" = system ] && exit 0
