@@ -19,7 +19,7 @@ test:
 	@$(VENV)/bin/pytest
 
 lab: setup
-	@echo "==> opening JupyterLab on the chapters (open a .md chapter with 'Open With > Notebook')"
+	@echo "==> opening JupyterLab on the chapters (a double-click opens a chapter as a notebook)"
 	@$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean:

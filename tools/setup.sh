@@ -68,9 +68,19 @@ fi
 
 [ "$PURPOSE" = system ] && exit 0
 
+# JupyterLab settings for this project only (make lab): chapters open as
+# notebooks on double-click, and no question about Jupyter news. They go into
+# the environment's own config folder, never the user's home.
+install_lab_settings() {
+  local dir="$VENV/etc/jupyter/labconfig"
+  mkdir -p "$dir"
+  cp tools/jupyterlab-settings.json "$dir/default_setting_overrides.json"
+}
+
 stamp="$VENV/.installed-$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-12)"
 if [ -f "$stamp" ]; then
   step "virtual environment $VENV is up to date"
+  install_lab_settings
   exit 0
 fi
 if [ ! -x "$VENV/bin/python" ]; then
@@ -82,6 +92,7 @@ step "installing the pinned Python packages (requirements.txt) into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
 step "installing the lab package (editable) into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+install_lab_settings
 rm -f "$VENV"/.installed-*
 touch "$stamp"
 step "set-up done"
