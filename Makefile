@@ -1,10 +1,11 @@
 # Two commands on a fresh machine: `make book` builds the HTML book,
-# `make test` runs the tests. Both set up what they need first.
+# `make test` runs the tests (`make test-all` adds the long suites).
+# All set up what they need first.
 SHELL := /bin/bash
 VENV ?= .venv
 export VENV
 
-.PHONY: setup book test lab clean
+.PHONY: setup book test test-all lab clean
 
 setup:
 	@tools/setup.sh book
@@ -12,11 +13,15 @@ setup:
 book: setup
 	@tools/build-book.sh
 
+# make test: everything but the tests marked `full` (budget: 180 s on 2 cores).
 test:
 	@tools/setup.sh test
 	@tools/build-book.sh
-	@echo "==> running the tests (pytest)"
-	@$(VENV)/bin/pytest
+	@tools/run-tests.sh quick $(PYTEST_ARGS)
+
+# make test-all: make test, then the long suites marked `full` (CI runs this).
+test-all: test
+	@tools/run-tests.sh full $(PYTEST_ARGS)
 
 lab: setup
 	@echo "==> opening JupyterLab on the chapters (a double-click opens a chapter as a notebook)"

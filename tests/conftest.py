@@ -3,10 +3,12 @@
 Tests marked ``kvm`` need a usable ``/dev/kvm``; tests marked ``libvirtd``
 need a libvirt daemon with QEMU at ``qemu:///system``; tests marked ``root``
 need root, to create the non-root reader they run as. When one is missing the
-test is skipped with the reason, and the terminal summary says which live
-suites ran. ``LAB_REQUIRE_LIVE=kvm,libvirtd`` (set by ``.ci/run`` on a host
-that has them) turns such a skip into a failure, so a component that went
-missing cannot hide behind a skip.
+test is skipped with the reason, and the terminal summary says, one line per
+live suite, whether it ran, and if not why and the command that enables it.
+``LAB_REQUIRE_LIVE=kvm,libvirtd`` (set by ``.ci/run`` on a host that has them)
+turns such a skip into a failure, so a component that went missing cannot
+hide behind a skip. The counts work under pytest-xdist too: each test that ran
+in a live suite carries the suite's name in its report.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import pytest
 from lab import host
 
 LIVE_SUITES = ("kvm", "libvirtd", "root")
+#: What a reader runs to make each live suite run.
+ENABLE = {
+    "kvm": "give this user read-write access to /dev/kvm (sudo usermod -aG kvm $USER, then log in again) or run as root",
+    "libvirtd": "install the live packages and start the daemons: sudo tools/libvirt-daemons.sh start "
+                "(make test does both when run as root)",
+    "root": "run the tests as root: sudo make test",
+}
 _ran: dict[str, int] = {name: 0 for name in LIVE_SUITES}
 
 
@@ -60,11 +69,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             continue
         reason = live_reason(name)
         if reason is None:
-            _ran[name] += 1
+            item.user_properties.append(("live_suite", name))
         elif name in _required():
             pytest.fail(f"live suite '{name}' is required (LAB_REQUIRE_LIVE) but cannot run: {reason}")
         else:
             pytest.skip(f"live suite '{name}' cannot run here: {reason}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Runs in the main process for every test, also those a pytest-xdist worker ran.
+    if report.when == "call":
+        for key, value in report.user_properties:
+            if key == "live_suite":
+                _ran[value] += 1
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -72,7 +89,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name in LIVE_SUITES:
         if _ran[name]:
             terminalreporter.write_line(f"{name}: ran ({_ran[name]} tests)")
+            continue
+        reason = live_reason(name)
+        if reason is None:
+            terminalreporter.write_line(f"{name}: did not run: no test of this suite was selected")
         else:
-            reason = live_reason(name)
-            why = reason if reason else "no test of this suite was selected"
-            terminalreporter.write_line(f"{name}: did not run: {why}")
+            terminalreporter.write_line(f"{name}: skipped: {reason}; to run it: {ENABLE[name]}")

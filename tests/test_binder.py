@@ -17,7 +17,7 @@ from lab.paths import REPO_ROOT
 
 from test_book import toc_files
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.full]
 
 #: Chapters whose cells measure the reader's hardware.
 HARDWARE_PAGES = ["chapters/kvm/kvm", "chapters/kvm/vmexit", "chapters/io/virtio"]

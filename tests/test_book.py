@@ -77,3 +77,13 @@ def test_every_notebook_chapter_offers_its_ipynb(built):
         page = (built / f"{f}.html").read_text(encoding="utf-8")
         assert f'_sources/{f}.ipynb"' in page, f"{f}: no .ipynb download button"
         assert (built / "_sources" / f"{f}.ipynb").exists(), f"{f}.ipynb missing from _build/html/_sources"
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("page", ["chapters/kvm/kvm", "chapters/kvm/vmexit", "chapters/io/virtio"])
+def test_hardware_pages_were_built_live_on_a_kvm_host(built, page):
+    # The build executed these chapters on this machine, which has KVM: their
+    # hardware cells must show live results, not the recorded-data note.
+    # (Executing them on their own, live and from recorded data, is in make test-all.)
+    html = (built / f"{page}.html").read_text(encoding="utf-8")
+    assert "lab-live" in html, f"{page}: no live result although this machine has KVM"

@@ -8,7 +8,7 @@ from lab.paths import REPO_ROOT
 
 CHAPTER = REPO_ROOT / "chapters/io/virtio.md"
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 
 def _execute() -> str:

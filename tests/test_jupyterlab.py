@@ -19,9 +19,6 @@ import pytest
 
 from lab.paths import REPO_ROOT
 
-pytestmark = pytest.mark.slow
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ from lab.paths import REPO_ROOT
 
 CHAPTERS = ["chapters/kvm/kvm.md", "chapters/kvm/vmexit.md"]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 
 def _execute(path):

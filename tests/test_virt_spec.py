@@ -233,7 +233,7 @@ def test_validator_that_cannot_start_xmllint_did_not_run(validator, tmp_path):
     assert (result.ran, result.ok) == (False, None) and "not found" in result.output
 
 
-@pytest.mark.book
+@pytest.mark.full
 def test_lifecycle_chapter_without_xmllint_says_not_checked(validator, tmp_path, monkeypatch):
     # Execute the lifecycle chapter with every program on PATH except xmllint:
     # its validation cell must say "not checked", never "invalid".

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fresh-machine check: clone the committed repository into a temporary
-# folder and run exactly the README's two commands there (make book, then
-# make test), printing how long a clean build and a warm rebuild take.
+# folder and run the README's commands there (make book, then make test, then
+# the long suites that make test-all adds), printing how long each took.
 # Extra arguments are passed to `make test` (e.g. PYTEST_ARGS=-x).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,10 +24,14 @@ t2=$(date +%s)
 echo "==> README command 2: make test"
 make test "$@"
 t3=$(date +%s)
+echo "==> make test-all, the part after make test: the long suites (marked 'full')"
+tools/run-tests.sh full
+t4=$(date +%s)
 
 cat <<REPORT
 ==> fresh-machine check passed on $(nproc) cores
     make book, clean (set-up + build):  $((t1 - t0)) s
     make book, warm cache:              $((t2 - t1)) s
     make test:                          $((t3 - t2)) s
+    make test-all, after make test:     $((t4 - t3)) s
 REPORT
