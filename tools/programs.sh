@@ -16,6 +16,7 @@ LIST=${LAB_PROGRAMS_LIST:-$here/programs.tsv}
 SEARCH_PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 usage() { echo "usage: $0 packages|check|list PURPOSE..." >&2; exit 2; }
+[ -r "$LIST" ] || { echo "$0: cannot read the declared list $LIST" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 action=$1; shift
 for purpose in "$@"; do
@@ -56,6 +57,7 @@ case "$action" in
         missing=$((missing + 1))
       fi
     done < <(rows "$@")
+    [ "$checked" -gt 0 ] || { echo "$0: $LIST declares no program of purpose $*" >&2; exit 2; }
     if [ "$missing" -gt 0 ]; then
       printf '%d of %d declared programs (%s) are missing\n' "$missing" "$checked" "$*"
       exit 1
