@@ -51,9 +51,23 @@ def _record_run(args: argparse.Namespace) -> int:
     return cli.record_run(args)
 
 
+def _kit_args(p: argparse.ArgumentParser) -> None:
+    from lab.kit import cli
+
+    cli.add_args(p)
+
+
+def _kit_run(args: argparse.Namespace) -> int:
+    from lab.kit import cli
+
+    return cli.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "probe": ("what this machine offers: /dev/kvm, CPU, kvm modules, libvirt", _probe_args, _probe_run),
     "bench": ("run a benchmark on this host: python -m lab bench exits [--json] [--repeat N]", _bench_args, _bench_run),
+    "kit": ("build the guest kit (Debian kernel + busybox) that QEMU guests boot: python -m lab kit build",
+            _kit_args, _kit_run),
     "record": ("run the benchmarks and record them in data/measured/<host-id>/", _record_args, _record_run),
 }
 
