@@ -34,6 +34,7 @@ grow with its size.
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -185,7 +186,8 @@ def parse_lines(lines: Iterable[str]) -> Trace:
 
 
 def parse_file(path: str | Path) -> Trace:
-    """Phases from a trace file, read as a stream."""
-    with open(path, encoding="latin-1") as f:
+    """Phases from a trace file (gzip'd if its name ends in ``.gz``), read as a stream."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="latin-1") as f:
         return parse_lines(f)
 
