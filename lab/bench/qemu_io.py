@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from lab.bench import Bench, register
 
@@ -53,7 +54,7 @@ def _status(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, str]:
     return "ok", ""
 
 
-def rows_of(runs, conn, kit, block_size: int) -> list[dict[str, Any]]:
+def rows_of(runs: Sequence[Any], conn: Any, kit: Any, block_size: int) -> list[dict[str, Any]]:
     """The runs as JSON-able rows (one per configuration, operation and request count)."""
     from lab.qemu import io
 
@@ -77,15 +78,16 @@ def rows_of(runs, conn, kit, block_size: int) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(args: argparse.Namespace, progress=None) -> list[dict[str, Any]]:
-    from lab import kit as kits, virt
-    from lab.qemu import io
+def measure(args: argparse.Namespace, progress: Any = None) -> list[dict[str, Any]]:
+    from lab import kit as kits
+    from lab import virt
+    from lab.qemu import domain, io
 
     configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     counts = _ints(args.counts, "counts")
-    unknown = [c for c in configs if c not in io.domain.CONFIGS]
+    unknown = [c for c in configs if c not in domain.CONFIGS]
     if unknown:
-        raise ValueError(f"unknown configuration(s) {unknown}; known: {', '.join(io.domain.CONFIGS)}")
+        raise ValueError(f"unknown configuration(s) {unknown}; known: {', '.join(domain.CONFIGS)}")
     kit = kits.find(KIT_PROFILE)
     accel = choose_accel(args.accel)
     started = time.monotonic()
@@ -123,7 +125,7 @@ def show(rows: Sequence[dict[str, Any]]) -> None:
           f"guest kernel {first['guest_kernel']}; wall time {first['wall_seconds']:.0f} s")
 
 
-FIELDS = [
+FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True},
      "description": "host of the recording (see provenance.csv)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
@@ -180,7 +182,7 @@ FIELDS = [
 ]
 
 
-def to_frame(rows, prov):
+def to_frame(rows: Sequence[dict[str, Any]], prov: dict[str, Any]) -> Any:
     import pandas as pd
 
     frame = pd.DataFrame(list(rows))
@@ -215,8 +217,8 @@ BENCH = register(Bench(
     name="qemu-io",
     help="register accesses per disk request in QEMU's IDE, AHCI and virtio-blk with a real Linux guest",
     add_args=_args,
-    measure=measure,
-    to_frame=to_frame,
+    measure=measure,  # type: ignore[arg-type]  # rows, not harness.Result: see show/as_json/ok
+    to_frame=to_frame,  # type: ignore[arg-type]
     fields=FIELDS,
     description="register accesses per O_DIRECT request, QEMU trace, real Linux guest (lab.bench.qemu_io)",
     steps=lambda args: len([c for c in args.configs.split(",") if c.strip()]),

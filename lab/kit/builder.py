@@ -26,9 +26,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from lab.kit import cpio, modules
 from lab.kit.profiles import PROFILES, Profile
@@ -62,7 +63,7 @@ class Kit:
     """A built kit: its files and its manifest."""
 
     path: Path
-    manifest: dict
+    manifest: dict[str, Any]
 
     @property
     def kernel(self) -> Path:
@@ -74,16 +75,17 @@ class Kit:
 
     @property
     def cmdline(self) -> str:
-        return self.manifest["cmdline"]
+        return str(self.manifest["cmdline"])
 
     @property
     def kernel_release(self) -> str:
-        return self.manifest["kernel_release"]
+        return str(self.manifest["kernel_release"])
 
     def describe(self) -> str:
         m = self.manifest
-        return (f"{m['profile']} kit {self.path}: kernel {m['kernel_release']} ({m['packages'][m['kernel_package']]}), "
-                f"busybox {m['packages'][BUSYBOX]}, {m['size_bytes'] / 1e6:.1f} MB, built in {m['build_seconds']:.0f} s")
+        kernel = f"{m['kernel_release']} ({m['packages'][m['kernel_package']]})"
+        return (f"{m['profile']} kit {self.path}: kernel {kernel}, busybox {m['packages'][BUSYBOX]}, "
+                f"{m['size_bytes'] / 1e6:.1f} MB, built in {m['build_seconds']:.0f} s")
 
 
 # --------------------------------------------------------------------------- finding
@@ -213,7 +215,7 @@ def _entries(tree_files: dict[str, tuple[bytes, bool]], profile: Profile,
     return entries
 
 
-def _assemble(profile: Profile, debs: dict[str, Path], kpkg: str, work: Path) -> tuple[dict, bytes, Path]:
+def _assemble(profile: Profile, debs: dict[str, Path], kpkg: str, work: Path) -> tuple[dict[str, Any], bytes, Path]:
     """The manifest fields, the initramfs and the kernel image from the unpacked packages."""
     ktree = _extract(debs[kpkg], work / "kernel")
     releases = sorted(p.name for p in (ktree / "lib/modules").iterdir())

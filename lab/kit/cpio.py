@@ -74,7 +74,8 @@ def pack_gzip(entries: list[Entry]) -> bytes:
 
 def unpack(data: bytes) -> list[Entry]:
     """Read an uncompressed newc archive back (for tests and inspection)."""
-    entries, pos = [], 0
+    entries: list[Entry] = []
+    pos = 0
     while True:
         if data[pos:pos + 6] != MAGIC:
             raise ValueError(f"offset {pos}: not a newc header")

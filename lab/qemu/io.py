@@ -24,11 +24,14 @@ KVM depends on where KVM handles it (:func:`handled_by`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from lab.kit import Kit
-from lab.qemu import domain, run as qrun
+from lab.qemu import domain
+from lab.qemu import run as qrun
 from lab.qemu.trace import Phase
 from lab.virt import Connection
 
@@ -103,9 +106,9 @@ def counts_of(r: qrun.Run) -> list[Count]:
     return rows
 
 
-def measure(conn: Connection, kit: Kit, configs=DEFAULT_CONFIGS, counts=DEFAULT_COUNTS, *,
-            domain_type: str = "qemu", jobs: int = 2, deadline_s: float = qrun.DEFAULT_DEADLINE_S,
-            progress=None) -> list[qrun.Run]:
+def measure(conn: Connection, kit: Kit, configs: Sequence[str] = DEFAULT_CONFIGS,
+            counts: Sequence[int] = DEFAULT_COUNTS, *, domain_type: str = "qemu", jobs: int = 2,
+            deadline_s: float = qrun.DEFAULT_DEADLINE_S, progress: Any = None) -> list[qrun.Run]:
     """Run every configuration (``jobs`` at a time); the runs in the order of ``configs``.
 
     A failing run raises :class:`lab.qemu.run.RunFailed` after the others ended

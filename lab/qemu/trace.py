@@ -37,9 +37,9 @@ from __future__ import annotations
 import gzip
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 MARKER_REGION = "isa-debugcon"
 LAPIC_REGION = "apic-msi"
@@ -70,8 +70,8 @@ class Phase:
     """
 
     label: str
-    accesses: Counter = field(default_factory=Counter)
-    lapic: Counter = field(default_factory=Counter)
+    accesses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lapic: Counter[str] = field(default_factory=Counter)
     interrupts: int = 0
     kicks: int = 0
 
