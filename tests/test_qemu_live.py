@@ -69,3 +69,34 @@ def test_deadline_stops_the_guest_and_leaves_nothing(kit, conn):
     with pytest.raises(run.RunFailed, match=r"did not finish within 3 s(.|\n)*console ends with"):
         run.run(conn, kit, "ide", COUNTS, deadline_s=3)
     assert leftovers() == before
+
+
+def test_stop_event_ends_the_run_early_and_leaves_nothing(kit, conn):
+    import threading
+    import time
+
+    before = leftovers()
+    stop = threading.Event()
+    threading.Timer(2.0, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(run.RunFailed, match="stopped before the guest finished"):
+        run.run(conn, kit, "virtio", COUNTS, stop=stop)
+    assert time.monotonic() - started < 15
+    assert leftovers() == before
+
+
+def test_stale_scratch_folders_of_killed_runs_are_removed(conn):
+    import os
+    import tempfile
+    import time
+
+    folder = tempfile.mkdtemp(prefix=f"{run.PREFIX}ide-000000-", dir=run.SCRATCH)
+    old = time.time() - 2 * run.STALE_S
+    os.utime(folder, (old, old))
+    fresh = tempfile.mkdtemp(prefix=f"{run.PREFIX}ide-000001-", dir=run.SCRATCH)
+    try:
+        removed = run.remove_stale(conn)
+        assert os.path.basename(folder) in removed and not os.path.exists(folder)
+        assert os.path.exists(fresh)  # young: may belong to a run in progress
+    finally:
+        os.rmdir(fresh)

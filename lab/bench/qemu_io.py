@@ -82,6 +82,7 @@ def measure(args: argparse.Namespace, progress: Any = None) -> list[dict[str, An
     from lab import kit as kits
     from lab import virt
     from lab.qemu import domain, io
+    from lab.qemu.run import RunFailed
 
     configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     counts = _ints(args.counts, "counts")
@@ -94,12 +95,27 @@ def measure(args: argparse.Namespace, progress: Any = None) -> list[dict[str, An
     with virt.connect(URI) as conn:
         if conn.driver.upper() != "QEMU":
             raise virt.Unsupported(f"{URI} answered with driver {conn.driver}, not QEMU")
-        runs = io.measure(conn, kit, configs, counts, domain_type=accel, jobs=args.jobs,
-                          deadline_s=args.deadline, progress=progress)
+        try:
+            runs = io.measure(conn, kit, configs, counts, domain_type=accel, jobs=args.jobs,
+                              deadline_s=args.deadline, progress=progress)
+        except RunFailed:
+            if args.accel != "auto" or accel == "qemu":
+                raise
+            # KVM has a hardware back end but the guest did not finish under it: count under TCG
+            accel = "qemu"
+            runs = io.measure(conn, kit, configs, counts, domain_type=accel, jobs=args.jobs,
+                              deadline_s=args.deadline, progress=progress)
         rows = rows_of(runs, conn, kit, 4096)
     for row in rows:
         row["wall_seconds"] = round(time.monotonic() - started, 1)
     return rows
+
+
+def load_recorded(root: Any = None) -> Any:
+    """Every recorded qemu-io measurement (all hosts), validated and joined with its provenance."""
+    from lab.bench.harness import load_measured
+
+    return load_measured("qemu-io", root)
 
 
 def show(rows: Sequence[dict[str, Any]]) -> None:

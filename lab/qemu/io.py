@@ -24,6 +24,7 @@ KVM depends on where KVM handles it (:func:`handled_by`):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -114,12 +115,21 @@ def measure(conn: Connection, kit: Kit, configs: Sequence[str] = DEFAULT_CONFIGS
     A failing run raises :class:`lab.qemu.run.RunFailed` after the others ended
     (each run removes its own domain and files whatever happens).
     """
+    stop = threading.Event()
+
     def one(config: str) -> qrun.Run:
-        result = qrun.run(conn, kit, config, tuple(counts), domain_type=domain_type, deadline_s=deadline_s)
+        if stop.is_set():
+            raise qrun.RunFailed(f"{config}: not started, an earlier run failed or was interrupted")
+        result = qrun.run(conn, kit, config, tuple(counts), domain_type=domain_type, deadline_s=deadline_s,
+                          stop=stop)
         if progress:
             progress.step(config)
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(one, c) for c in configs]
-        return [f.result() for f in futures]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # a failure or Ctrl-C: the other guests stop within a poll interval
+            stop.set()
+            raise

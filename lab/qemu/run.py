@@ -4,7 +4,13 @@ Everything a run creates lives in one scratch folder under ``/var/tmp``
 (``labqemuio-*``: disk image, trace, console log) and one transient libvirt
 domain named ``labqemuio-<config>-<token>``. Both are removed on every path:
 success, a guest error, the deadline (the domain is destroyed and the message
-carries the tail of the guest's console), Ctrl-C.
+carries the tail of the guest's console), Ctrl-C (``stop`` is set by the
+caller: the poll loop sees it within :data:`POLL_S`).
+
+A process killed outright cannot clean up: its guest still powers itself off
+at the end of its phases (the domain is transient and ``destroy`` on
+power-off), and :func:`remove_stale` removes scratch folders whose domain is
+gone and which are older than :data:`STALE_S` (each run calls it first).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +33,7 @@ SCRATCH = Path(os.environ.get("LAB_QEMU_SCRATCH", "/var/tmp"))
 DISK_MIB = 16
 DEFAULT_DEADLINE_S = 120.0
 POLL_S = 0.2
+STALE_S = 3600.0
 
 
 class RunFailed(RuntimeError):
@@ -91,15 +99,32 @@ def _stop(conn: Connection, name: str) -> None:
         pass
 
 
+def remove_stale(conn: Connection, max_age_s: float = STALE_S) -> list[str]:
+    """Remove scratch folders of killed runs: their domain is gone and they are older than ``max_age_s``."""
+    removed = []
+    for folder in SCRATCH.glob(PREFIX + "*"):
+        name = folder.name.rsplit("-", 1)[0]  # mkdtemp adds '-' and a random suffix to the domain name
+        try:
+            old = time.time() - folder.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if old and _gone(conn, name):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
 def run(conn: Connection, kit: Kit, config: str, counts: tuple[int, ...], *, domain_type: str = "qemu",
-        block_size: int = 4096, deadline_s: float = DEFAULT_DEADLINE_S) -> Run:
+        block_size: int = 4096, deadline_s: float = DEFAULT_DEADLINE_S,
+        stop: threading.Event | None = None) -> Run:
     """Boot ``config`` (a key of :data:`lab.qemu.domain.CONFIGS`) and count its phases."""
     if config not in domain.CONFIGS:
         raise ValueError(f"unknown disk configuration {config!r}; known: {', '.join(domain.CONFIGS)}")
     if not counts or any(n < 1 or n * block_size > DISK_MIB * 1024 * 1024 for n in counts):
         raise ValueError(f"request counts {counts} must be 1..{DISK_MIB * 1024 * 1024 // block_size}")
     name = f"{PREFIX}{config}-{secrets.token_hex(3)}"
-    folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=SCRATCH))
+    remove_stale(conn)
+    folder = Path(tempfile.mkdtemp(prefix=name + "-", dir=SCRATCH))
     try:
         files = _prepare(folder)
         spec = domain.exercise_spec(config, name, str(files.disk), domain_type)
@@ -109,6 +134,8 @@ def run(conn: Connection, kit: Kit, config: str, counts: tuple[int, ...], *, dom
         try:
             conn.call("start", conn.raw.createXML, xml, 0, subject=name)
             while not _gone(conn, name):
+                if stop is not None and stop.is_set():
+                    raise RunFailed(f"{config}: stopped before the guest finished")
                 if time.monotonic() - started > deadline_s:
                     _stop(conn, name)
                     raise RunFailed(f"{config}: the guest did not finish within {deadline_s:.0f} s and was "
