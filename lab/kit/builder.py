@@ -200,9 +200,9 @@ def _extract(deb: Path, into: Path) -> Path:
 
 
 def _entries(tree_files: dict[str, tuple[bytes, bool]], profile: Profile,
-             order: list[modules.Module]) -> list[cpio.Entry]:
+             order: list[modules.Module], links: dict[str, str]) -> list[cpio.Entry]:
     dirs = set(profile.extra_dirs) | {"lib", "lib/modules"}
-    for name in tree_files:
+    for name in [*tree_files, *links]:
         parts = name.split("/")[:-1]
         dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
     entries = [cpio.directory(d) for d in sorted(dirs)]
@@ -210,6 +210,8 @@ def _entries(tree_files: dict[str, tuple[bytes, bool]], profile: Profile,
     entries.append(cpio.char_device("dev/null", 1, 3))
     for name, (data, executable) in sorted(tree_files.items()):
         entries.append(cpio.file(name, data, executable))
+    for name, target in sorted(links.items()):
+        entries.append(cpio.symlink(name, target))
     entries.append(cpio.file("etc/modules", "".join(m.name + "\n" for m in order).encode()))
     entries.append(cpio.file("init", profile.init_script().encode(), executable=True))
     return entries
@@ -227,13 +229,17 @@ def _assemble(profile: Profile, debs: dict[str, Path], kpkg: str, work: Path) ->
         f"lib/modules/{m.name}.ko": (m.path.read_bytes(), False) for m in order}
     bb = _extract(debs[BUSYBOX], work / "busybox") / "bin/busybox"
     files["bin/busybox"] = (bb.read_bytes(), True)
+    links: dict[str, str] = {}
     for pkg in profile.packages:
         tree = _extract(debs[pkg], work / pkg)
         for pattern in profile.include:
             for path in tree.glob(pattern):
-                if path.is_file() and not path.is_symlink():
-                    files[str(path.relative_to(tree))] = (path.read_bytes(), os.access(path, os.X_OK))
-    initrd = cpio.pack_gzip(_entries(files, profile, order))
+                name = str(path.relative_to(tree))
+                if path.is_symlink():  # e.g. a library's soname link: kept as a link
+                    links[name] = os.readlink(path)
+                elif path.is_file():
+                    files[name] = (path.read_bytes(), os.access(path, os.X_OK))
+    initrd = cpio.pack_gzip(_entries(files, profile, order, links))
     fields = {"kernel_release": release, "modules": [m.name for m in order]}
     return fields, initrd, ktree / "boot" / f"vmlinuz-{release}"
 

@@ -8,10 +8,20 @@ the profile's own shell script. Parameters reach the script on the kernel
 command line as ``lab.<name>=<value>``; :func:`lab_param` in the script reads
 them.
 
-A new experiment adds a profile here (another issue's guest that loads
-``kvm_amd`` and runs Python adds ``modules=("kvm_amd",)`` and
-``packages=`` with ``include=`` globs for the Python files); the builder
-(:mod:`lab.kit.builder`) and the cache need no change.
+A new experiment adds a profile here and to :data:`PROFILES`; the builder
+(:mod:`lab.kit.builder`), the cache and ``python -m lab kit build --profile
+NAME`` need no change. For example a guest that loads ``kvm_amd`` and runs
+Python would set ``modules=("kvm_amd",)`` (its dependencies ``kvm`` and
+``irqbypass`` follow from ``.modinfo``), ``packages=("python3.11-minimal",
+"libpython3.11-minimal", "libc6", "zlib1g", ...)`` with ``include=`` globs for
+the files it needs (``usr/bin/python3.11``, ``usr/lib/python3.11/**``,
+``lib/x86_64-linux-gnu/libz.so*``; symlinks are kept as symlinks), and its
+own ``init``. The script runs under busybox ``sh`` after the common part,
+with every busybox applet on ``PATH`` and three helpers: ``lab_param NAME``
+(the value of ``lab.NAME=`` on the kernel command line), ``mark TEXT`` (a
+``@lab TEXT`` marker line on port 0x402) and ``fail TEXT`` (print, mark
+``error TEXT``, power off). It should end with ``poweroff -f`` (the domain is
+``destroy`` on power-off).
 
 Markers: the profile writes text lines ``@lab <words>`` to the ``isa-debugcon``
 port 0x402, one byte per ``outb`` (``/dev/port`` writes successive bytes to
