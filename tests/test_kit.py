@@ -114,3 +114,71 @@ def test_bench_without_kit_says_how_to_build_it(tmp_path):
                           env=env, timeout=60, cwd=Path(__file__).parent.parent)
     assert proc.returncode == 1
     assert "python -m lab kit build" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- building from (small, real) .deb files
+
+
+def make_deb(root: Path, name: str, files: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    """A real Debian package built with dpkg-deb -b from ``files`` (path -> bytes) and ``links``."""
+    tree = root / f"{name}-tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: amd64\nMaintainer: t <t@example.org>\nDescription: t\n")
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    for rel, target in (links or {}).items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).symlink_to(target)
+    deb = root / f"{name}_1.0_amd64.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+@pytest.fixture
+def fake_packages(tmp_path, monkeypatch):
+    ko = "lib/modules/6.1.0-t-amd64/kernel/drivers"
+    debs = {
+        "linux-image-t": make_deb(tmp_path, "linux-image-t", {
+            "boot/vmlinuz-6.1.0-t-amd64": b"KERNEL",
+            f"{ko}/libata.ko": elf_with_modinfo(b"depends=\0"),
+            f"{ko}/ata_piix.ko": elf_with_modinfo(b"depends=libata\0"),
+        }),
+        "busybox-static": make_deb(tmp_path, "busybox-static", {"bin/busybox": b"BUSYBOX"}),
+        "libz-t": make_deb(tmp_path, "libz-t", {"usr/lib/libz.so.1.2": b"LIB"}, {"usr/lib/libz.so.1": "libz.so.1.2"}),
+    }
+    versions = {"linux-image-t": "1.0", "busybox-static": "1.0", "libz-t": "1.0"}
+    profile = profiles.Profile(name="disk-trap", modules=("ata_piix",), init="echo hi\n", description="t",
+                               packages=("libz-t",), include=("usr/lib/libz*",))
+    monkeypatch.setitem(profiles.PROFILES, "disk-trap", profile)
+    monkeypatch.setattr(builder, "PROFILES", profiles.PROFILES)
+    monkeypatch.setattr(builder, "resolve", lambda prof: ("linux-image-t", dict(versions)))
+    monkeypatch.setattr(builder, "_download", lambda pk, into: {p: debs[p] for p in pk})
+    return versions
+
+
+def test_build_packs_kernel_modules_busybox_and_init(tmp_path, fake_packages):
+    kit, now = builder.build("disk-trap", tmp_path / "kits")
+    assert now and kit.kernel.read_bytes() == b"KERNEL" and kit.kernel_release == "6.1.0-t-amd64"
+    import gzip
+
+    entries = {e.name: e for e in cpio.unpack(gzip.decompress(kit.initrd.read_bytes()))}
+    assert entries["etc/modules"].data == b"libata\nata_piix\n"
+    assert entries["lib/modules/ata_piix.ko"].data.startswith(b"\x7fELF")
+    assert entries["bin/busybox"].data == b"BUSYBOX" and entries["bin/busybox"].mode & 0o111
+    assert entries["init"].data.decode().endswith("echo hi\n")
+    assert stat.S_ISCHR(entries["dev/console"].mode)
+    assert stat.S_ISLNK(entries["usr/lib/libz.so.1"].mode) and entries["usr/lib/libz.so.1"].data == b"libz.so.1.2"
+    assert oct(kit.path.stat().st_mode & 0o777) == "0o755" and kit.initrd.stat().st_mode & 0o004
+    assert builder.find("disk-trap", tmp_path / "kits").path == kit.path
+
+
+def test_build_is_idempotent_and_a_new_version_replaces_the_old_kit(tmp_path, fake_packages):
+    first, now = builder.build("disk-trap", tmp_path / "kits")
+    again, now_again = builder.build("disk-trap", tmp_path / "kits")
+    assert now and not now_again and again.path == first.path
+    fake_packages["busybox-static"] = "1.1"
+    newer, now = builder.build("disk-trap", tmp_path / "kits")
+    assert now and newer.path != first.path and not first.path.exists()
+    assert [p.name for p in (tmp_path / "kits").iterdir()] == [newer.path.name]  # no build folder left
