@@ -218,7 +218,7 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="domain type: auto = kvm on a hardware KVM back end, else qemu (TCG)")
     p.add_argument("--jobs", type=int, default=2, help="guests run at the same time (default 2)")
     p.add_argument("--deadline", type=float, default=run.DEFAULT_DEADLINE_S, metavar="S",
-                   help="seconds a guest may take before it is stopped (default %(default)s)")
+                   help=f"seconds a guest may take before it is stopped (default {run.DEFAULT_DEADLINE_S:.0f})")
 
 
 def _unavailable() -> tuple[type[BaseException], ...]:
