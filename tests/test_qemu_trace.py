@@ -49,6 +49,12 @@ def test_ide_register_protocol_by_region():
     assert dict(t.phase("read 3").accesses) == {
         ("ide", "read"): 24, ("ide", "write"): 24, ("bmdma", "write"): 3,
         ("piix-bmdma", "read"): 15, ("piix-bmdma", "write"): 12}
+    assert t.phase("read 3").spaces == {"pio": 78}  # IDE is all I/O ports: KVM_EXIT_IO under KVM
+
+
+def test_virtio_notify_without_ioeventfd_is_one_mmio_write():
+    p = trace.parse_file(DATA / "virtio-noioeventfd.log.gz").phase("write 3")
+    assert p.spaces == {"mmio": 3} and p.kicks == 3
 
 
 def test_timer_and_eoi_writes_are_background_not_accesses():

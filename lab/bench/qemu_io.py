@@ -64,7 +64,8 @@ def rows_of(runs: Sequence[Any], conn: Any, kit: Any, block_size: int) -> list[d
             rows.append({
                 "config": c.config, "bus": c.bus, "ioeventfd": c.ioeventfd, "op": c.op, "requests": c.requests,
                 "block_size": block_size, "accesses": c.accesses, "per_request": c.per_request,
-                "reads": c.reads, "writes": c.writes, "userspace": c.userspace, "kernel": c.kernel,
+                "reads": c.reads, "writes": c.writes, "pio": c.pio, "mmio": c.mmio,
+                "userspace": c.userspace, "kernel": c.kernel,
                 "kicks": c.kicks, "interrupts": c.interrupts,
                 "regions": " ".join(f"{k}={v}" for k, v in c.regions.items()),
                 "background": " ".join(f"{k}={v}" for k, v in c.background.items()),
@@ -123,7 +124,8 @@ def show(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     top = max(r["requests"] for r in rows)
-    print(f"{'config':<19} {'op':<6} {'per req':>7} {'reads':>6} {'writes':>6} {'to QEMU':>7} {'kicks':>6} "
+    print(f"{'config':<19} {'op':<6} {'per req':>7} {'reads':>6} {'writes':>6} {'PIO':>5} {'MMIO':>5} "
+          f"{'to QEMU':>7} {'kicks':>6} "
           f"{'irqs':>5}  {'status':<6} regions (per request)")
     for r in rows:
         if r["requests"] != top:
@@ -132,6 +134,7 @@ def show(rows: Sequence[dict[str, Any]]) -> None:
         regions = " ".join(f"{k}={int(v) / n:g}" for k, v in (p.split("=") for p in r["regions"].split()))
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         print(f"{r['config']:<19} {r['op']:<6} {r['per_request']:>7g} {r['reads'] / n:>6g} {r['writes'] / n:>6g} "
+              f"{r['pio'] / n:>5g} {r['mmio'] / n:>5g} "
               f"{r['userspace'] / n:>7g} {r['kicks'] / n:>6g} {r['interrupts'] / n:>5g}  {status:<6} {regions}")
     first = rows[0]
     counts = sorted({r["requests"] for r in rows})
@@ -167,6 +170,10 @@ FIELDS: list[dict[str, Any]] = [
      "description": "register reads among the accesses"},
     {"name": "writes", "type": "integer", "constraints": {"required": True, "minimum": 0},
      "description": "register writes among the accesses"},
+    {"name": "pio", "type": "integer", "constraints": {"required": True, "minimum": 0},
+     "description": "accesses to I/O ports (in/out; under KVM a KVM_EXIT_IO)"},
+    {"name": "mmio", "type": "integer", "constraints": {"required": True, "minimum": 0},
+     "description": "accesses to memory-mapped registers (under KVM a KVM_EXIT_MMIO after an EPT/NPT fault)"},
     {"name": "userspace", "type": "integer", "constraints": {"required": True, "minimum": 0},
      "description": "accesses that under KVM exit to QEMU in user space (KVM_EXIT_IO / KVM_EXIT_MMIO)"},
     {"name": "kernel", "type": "integer", "constraints": {"required": True, "minimum": 0},

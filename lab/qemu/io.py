@@ -54,7 +54,8 @@ class Count:
 
     ``accesses`` is the guest's device register accesses in the phase (reads
     + writes), ``per_request`` that divided by ``requests``; ``userspace`` and
-    ``kernel`` split them by where KVM would handle them, ``kicks`` are virtio
+    ``kernel`` split them by where KVM would handle them, ``pio`` and
+    ``mmio`` by address space (I/O port or memory-mapped register), ``kicks`` are virtio
     notifications (under ioeventfd: handled in the kernel, no access in the
     trace), ``interrupts`` interrupt messages delivered; ``regions`` the
     accesses by region and direction; ``background`` the local-APIC and
@@ -69,6 +70,8 @@ class Count:
     accesses: int
     reads: int
     writes: int
+    pio: int
+    mmio: int
     userspace: int
     kernel: int
     kicks: int
@@ -92,7 +95,8 @@ def _count(r: qrun.Run, phase: Phase, op: str, n: int) -> Count:
     return Count(
         config=r.config, bus=bus, ioeventfd=ioeventfd is not False if bus == "virtio" else False,
         op=op, requests=n, accesses=phase.total, reads=phase.by_direction("read"),
-        writes=phase.by_direction("write"), userspace=user, kernel=phase.total - user, kicks=phase.kicks,
+        writes=phase.by_direction("write"), pio=phase.spaces["pio"],
+        mmio=phase.spaces["mmio"], userspace=user, kernel=phase.total - user, kicks=phase.kicks,
         interrupts=phase.interrupts,
         regions={f"{region}:{d}": v for (region, d), v in sorted(phase.accesses.items())},
         background=dict(sorted(phase.lapic.items())), domain_type=r.domain_type)

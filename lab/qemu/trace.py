@@ -44,6 +44,8 @@ from pathlib import Path
 MARKER_REGION = "isa-debugcon"
 LAPIC_REGION = "apic-msi"
 MARKER_PREFIX = "@lab "
+#: QEMU's trace shows absolute addresses; x86 I/O ports are 0..0xffff, memory-mapped registers far above.
+PIO_LIMIT = 0x10000
 #: Trace events the counter needs (``-trace enable=...``).
 EVENTS = ("memory_region_ops_read", "memory_region_ops_write", "virtio_queue_notify")
 
@@ -63,7 +65,10 @@ class Phase:
     """What happened between ``@lab begin <label>`` and ``@lab end <label>``.
 
     ``accesses`` counts guest register accesses by ``(region, "read"|"write")``
-    (markers and the local APIC left out); ``lapic`` the guest's local-APIC
+    (markers and the local APIC left out), ``spaces`` the same accesses by
+    address space (``pio``: I/O ports, addresses below 0x10000 - ``in``/``out``,
+    ``KVM_EXIT_IO`` under KVM; ``mmio``: memory-mapped registers,
+    ``KVM_EXIT_MMIO``); ``lapic`` the guest's local-APIC
     accesses by kind (``eoi``, ``timer``, ``other``) and the clock reads
     (``clock``: HPET, ACPI PM timer, RTC); ``interrupts`` the
     interrupt messages delivered; ``kicks`` the virtio queue notifications.
@@ -72,6 +77,7 @@ class Phase:
     label: str
     accesses: Counter[tuple[str, str]] = field(default_factory=Counter)
     lapic: Counter[str] = field(default_factory=Counter)
+    spaces: Counter[str] = field(default_factory=Counter)
     interrupts: int = 0
     kicks: int = 0
 
@@ -166,6 +172,7 @@ class _Counter:
             p.lapic["device-side"] += 1
             return
         p.accesses[(name, direction)] += 1
+        p.spaces["pio" if addr < PIO_LIMIT else "mmio"] += 1
 
 
 def parse_lines(lines: Iterable[str]) -> Trace:
