@@ -28,7 +28,7 @@ def _probe_run(args: argparse.Namespace) -> int:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from lab.bench import cli, io  # noqa: F401  (importing lab.bench.io registers the 'io' benchmark)
+    from lab.bench import cli, io, qemu_io  # noqa: F401  (importing lab.bench.io registers the 'io' benchmark)
 
     cli.bench_args(p)
 
@@ -40,7 +40,7 @@ def _bench_run(args: argparse.Namespace) -> int:
 
 
 def _record_args(p: argparse.ArgumentParser) -> None:
-    from lab.bench import cli, io  # noqa: F401  (registers the 'io' benchmark)
+    from lab.bench import cli, io, qemu_io  # noqa: F401  (registers the 'io' and 'qemu-io' benchmarks)
 
     cli.record_args(p)
 
@@ -51,9 +51,23 @@ def _record_run(args: argparse.Namespace) -> int:
     return cli.record_run(args)
 
 
+def _kit_args(p: argparse.ArgumentParser) -> None:
+    from lab.kit import cli
+
+    cli.add_args(p)
+
+
+def _kit_run(args: argparse.Namespace) -> int:
+    from lab.kit import cli
+
+    return cli.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "probe": ("what this machine offers: /dev/kvm, CPU, kvm modules, libvirt", _probe_args, _probe_run),
     "bench": ("run a benchmark on this host: python -m lab bench exits [--json] [--repeat N]", _bench_args, _bench_run),
+    "kit": ("build the guest kit (Debian kernel + busybox) that QEMU guests boot: python -m lab kit build",
+            _kit_args, _kit_run),
     "record": ("run the benchmarks and record them in data/measured/<host-id>/", _record_args, _record_run),
 }
 

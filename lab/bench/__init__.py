@@ -42,6 +42,8 @@ class Bench:
     as_json: Callable[[Sequence[Any]], list] = lambda results: [r.as_json() for r in results]
     #: False when a result is an error (the command then exits with status 1)
     ok: Callable[[Sequence[Any]], bool] = lambda results: all(r.status != "error" for r in results)
+    #: exception types that mean "cannot measure here" (printed, exit status 1), besides KvmUnavailable
+    unavailable: Callable[[], tuple[type[BaseException], ...]] = lambda: ()
 
 
 BENCHES: dict[str, Bench] = {}

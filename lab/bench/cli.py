@@ -40,7 +40,7 @@ def _measure(b, args):
     progress = harness.Progress(b.steps(args), label=b.name)
     try:
         return b.measure(args, progress)
-    except kvm.KvmUnavailable as exc:
+    except (kvm.KvmUnavailable, *b.unavailable()) as exc:
         print(f"cannot measure: {exc}", file=sys.stderr)
         return None
     finally:

@@ -1,0 +1,8 @@
+"""Real QEMU device models under a real Linux guest: register accesses per disk request.
+
+* :mod:`lab.qemu.trace` - QEMU's trace of register accesses, counted per marked phase (a stream parser);
+* :mod:`lab.qemu.domain` - the run's libvirt domain XML: ``lab.virt``'s spec plus direct kernel
+  boot, the marker device and the trace options (QEMU command-line namespace);
+* :mod:`lab.qemu.run` - boot it on ``qemu:///system`` with a deadline, parse, clean up;
+* :mod:`lab.qemu.io` - the per-request counts for IDE, AHCI and virtio-blk, and what they mean under KVM.
+"""
