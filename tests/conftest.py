@@ -2,7 +2,8 @@
 
 Tests marked ``kvm`` need a usable ``/dev/kvm``; tests marked ``libvirtd``
 need a libvirt daemon with QEMU at ``qemu:///system``; tests marked ``root``
-need root, to create the non-root reader they run as. When one is missing the
+need root, to create the non-root reader they run as; tests marked ``kit``
+need the guest kit that boots a real Linux under QEMU. When one is missing the
 test is skipped with the reason, and the terminal summary says, one line per
 live suite, whether it ran, and if not why and the command that enables it.
 ``LAB_REQUIRE_LIVE=kvm,libvirtd`` (set by ``.ci/run`` on a host that has them)
@@ -20,13 +21,14 @@ import pytest
 
 from lab import host
 
-LIVE_SUITES = ("kvm", "libvirtd", "root")
+LIVE_SUITES = ("kvm", "libvirtd", "root", "kit")
 #: What a reader runs to make each live suite run.
 ENABLE = {
     "kvm": "give this user read-write access to /dev/kvm (sudo usermod -aG kvm $USER, then log in again) or run as root",
     "libvirtd": "install the live packages and start the daemons: sudo tools/libvirt-daemons.sh start "
                 "(make test does both when run as root)",
     "root": "run the tests as root: sudo make test",
+    "kit": "build the guest kit once: python -m lab kit build (make test-all does it as root)",
 }
 _ran: dict[str, int] = {name: 0 for name in LIVE_SUITES}
 
@@ -47,6 +49,14 @@ def live_reason(name: str) -> str | None:
             return info.reason
         uri = info.uris[0]
         return None if uri.ok else uri.reason
+    if name == "kit":
+        from lab import kit
+
+        try:
+            kit.find("disk-trap")
+        except kit.KitMissing as exc:
+            return str(exc)
+        return None
     if name == "root":
         return None if os.geteuid() == 0 else f"runs as uid {os.geteuid()}, not root: cannot create the non-root reader"
     raise ValueError(f"unknown live suite {name!r}")

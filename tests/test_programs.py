@@ -56,19 +56,42 @@ def normalise(program: str) -> str:
 
 # --------------------------------------------------------------------------- Python
 
+def _argv0(node: ast.AST) -> str | None:
+    """The program of a literal argument list such as ``["gcc", "-O2", ...]``."""
+    if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
+        first = node.elts[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return first.value
+    return None
+
+
+#: Names of variables that hold a command line (``argv = ["apt-get", ...]``).
+ARGV_NAMES = {"argv", "cmd", "command"}
+
+
 def python_programs(source: str) -> set[str]:
-    """Literal program names that Python code starts or looks up."""
+    """Literal program names that Python code starts or looks up.
+
+    Calls of ``subprocess`` functions and of the modules' private runners
+    (``_run([...])``), and argument lists assigned to names
+    such as ``argv``.
+    """
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in ARGV_NAMES
+                                                for t in node.targets):
+            program = _argv0(node.value)
+            if program:
+                found.add(program)
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
         first = node.args[0]
-        if owner == "subprocess" and name in SUBPROCESS_CALLS and isinstance(first, (ast.List, ast.Tuple)):
-            if first.elts and isinstance(first.elts[0], ast.Constant) and isinstance(first.elts[0].value, str):
-                found.add(first.elts[0].value)
+        runs = (owner == "subprocess" and name in SUBPROCESS_CALLS) or name.startswith("_run")
+        if runs and _argv0(first):
+            found.add(_argv0(first))
         elif owner == "shutil" and name == "which" and isinstance(first, ast.Constant):
             found.add(first.value)
     return found
@@ -207,8 +230,9 @@ def test_the_scan_finds_programs_in_each_kind_of_source(shfmt):
               "cat <<'PY'\nnotacommand here\nPY\ncase $1 in start|stop) xmllint ;; esac\n"
               "out=$(qemu-img info x)\ntools/setup.sh book\n\"$VENV/bin/python\" -V\n")
     assert shell_programs(script) == {"grep", "awk", "virsh", "cat", "xmllint", "qemu-img"}
-    python = "import subprocess, shutil\nsubprocess.run(['gcc', '-v'])\nshutil.which('objcopy')\nsubprocess.run([exe])\n"
-    assert python_programs(python) == {"gcc", "objcopy"}
+    python = ("import subprocess, shutil\nsubprocess.run(['gcc', '-v'])\nshutil.which('objcopy')\n"
+              "subprocess.run([exe])\n_run(['dpkg-deb', '-x'])\nargv = ['apt-get', 'download']\nx = ['not', 'argv']\n")
+    assert python_programs(python) == {"gcc", "objcopy", "dpkg-deb", "apt-get"}
     chapter = "```{code-cell} ipython3\n:tags: [remove-input]\n!ls -l /dev/kvm\nx = 1\n```\n" \
               "```{code-cell} ipython3\n%%bash\nlsmod | grep kvm\n```\n"
     assert chapter_programs(chapter) == {"ls", "lsmod", "grep"}

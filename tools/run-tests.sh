@@ -30,6 +30,13 @@ if [ "$(id -u)" = 0 ] && command -v virsh >/dev/null 2>&1 && [ -x /usr/sbin/libv
 fi
 if [ -n "$stop_daemons" ]; then trap 'tools/libvirt-daemons.sh stop' EXIT; fi
 
+# The long suites boot a real Linux under QEMU from the guest kit: build it
+# (once; later runs find it cached by package versions) where set-up may.
+if [ "$scope" = full ] && [ "$(id -u)" = 0 ]; then
+  echo "==> the guest kit for the QEMU suites (python -m lab kit build)"
+  "$VENV/bin/python" -m lab kit build
+fi
+
 start=$(date +%s)
 echo "==> running the tests (pytest, scope '$scope', ${LAB_TEST_WORKERS:-auto} workers)"
 status=0
