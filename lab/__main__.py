@@ -28,7 +28,7 @@ def _probe_run(args: argparse.Namespace) -> int:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from lab.bench import cli, io  # noqa: F401  (importing lab.bench.io registers the 'io' benchmark)
+    from lab.bench import cli
 
     cli.bench_args(p)
 
@@ -40,7 +40,7 @@ def _bench_run(args: argparse.Namespace) -> int:
 
 
 def _record_args(p: argparse.ArgumentParser) -> None:
-    from lab.bench import cli, io  # noqa: F401  (registers the 'io' benchmark)
+    from lab.bench import cli
 
     cli.record_args(p)
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lab import plots
-from lab.widgets import MODE_IDS, Switchable
+from lab.book import plots
+from lab.book.widgets import MODE_IDS, Switchable
 
 
 def three_figures():

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from lab import __version__, datapackage, paths
+from lab import __version__, datapackage, host, paths
 
 STATUSES = ("ok", "unavailable", "error")
 
@@ -45,6 +45,21 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     else:
         q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
     return {"median": statistics.median(vals), "q1": q1, "q3": q3, "min": vals[0], "max": vals[-1]}
+
+
+def tsc_rate(reported_khz: float | None, runs: Sequence[tuple[float, float]]) -> tuple[float, str]:
+    """The TSC rate (kHz) and where it comes from.
+
+    ``reported_khz`` is what ``KVM_GET_TSC_KHZ`` answered (0 or None when KVM
+    cannot say); then the rate is calibrated from ``runs``, pairs of (guest
+    TSC ticks, host nanoseconds) measured over the same runs: the median of
+    ticks per millisecond.
+    """
+    if reported_khz:
+        return float(reported_khz), "KVM_GET_TSC_KHZ"
+    if not runs:
+        raise ValueError("KVM does not report the TSC rate and there are no runs to calibrate it from")
+    return summarize([ticks / ns * 1e6 for ticks, ns in runs])["median"], "calibrated against the host clock"
 
 
 def cycles_to_ns(cycles: float, tsc_khz: float) -> float:
@@ -117,13 +132,19 @@ def results_frame(results: Sequence[Result]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def tsc_provenance(results: Sequence[Result]) -> dict[str, Any]:
+    """The TSC rate of a recording, for its provenance row (from the first result that has one)."""
+    ok = [r for r in results if r.status == "ok" and r.tsc_khz]
+    if not ok:
+        return {}
+    return {"tsc_khz": ok[0].tsc_khz, "tsc_source": ok[0].extra.get("tsc_source", "")}
+
+
 # --------------------------------------------------------------------------- provenance
 
 
-def provenance(probe=None, **extra: Any) -> dict[str, Any]:
+def provenance(probe: host.Probe | None = None, **extra: Any) -> dict[str, Any]:
     """Where a measurement was made: one row of the ``provenance`` resource."""
-    from lab import host
-
     p = probe if probe is not None else host.probe(libvirt_uris=())
     mods = p.kvm.modules
     return {
@@ -290,23 +311,6 @@ def check_links(package_dir: str | Path) -> None:
                 raise datapackage.DataError(
                     f"{package_dir}/{name}.csv:{i + 2}: row points to recording {key} "
                     f"which is not in provenance.csv (unknown host or recording)")
-
-
-def recorded_hosts(root: str | Path | None = None) -> pd.DataFrame:
-    """One row per host under ``data/measured``: what it is and when it was last recorded (Japanese headings)."""
-    root = Path(root if root is not None else paths.MEASURED_DIR)
-    rows = []
-    for pkg in datapackage.find_packages(root):
-        prov = datapackage.load_resource(pkg, "provenance").sort_values("recorded_at")
-        last = prov.iloc[-1]
-        rows.append({
-            "ホスト": last["host_id"], "CPU": last["cpu_model"], "カーネル": last["kernel"],
-            "入れ子": "はい" if last["nested"] else "いいえ", "KVM モジュール": last["kvm_modules"],
-            "記録の回数": len(prov), "最後の記録 (UTC)": f"{last['recorded_at']:%Y-%m-%d %H:%M}",
-        })
-    if not rows:
-        raise datapackage.DataError(f"no recording under {root}: run 'python -m lab record' on a KVM host")
-    return pd.DataFrame(rows)
 
 
 def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame:

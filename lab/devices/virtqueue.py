@@ -129,6 +129,17 @@ class Chain(NamedTuple):
         return [d for d in self.descriptors if d.writable]
 
 
+def read_descriptor(mem: GuestMemory, layout: Layout, index: int) -> Descriptor:
+    """Entry ``index`` of the descriptor table as it stands in memory (bounds-checked by ``mem``)."""
+    return Descriptor(index, *_DESC.unpack(mem.read(layout.desc + DESC_SIZE * index, DESC_SIZE)))
+
+
+def read_used_elem(mem: GuestMemory, layout: Layout, slot: int) -> tuple[int, int]:
+    """Slot ``slot`` of the used ring: ``(id, len)``, the head of a returned chain and the bytes written."""
+    head, written = _USED_ELEM.unpack(mem.read(layout.used + 4 + _USED_ELEM.size * slot, _USED_ELEM.size))
+    return head, written
+
+
 class DeviceQueue:
     """The device's side of one split virtqueue in guest memory.
 
@@ -296,14 +307,14 @@ class DriverQueue:
         used_idx = self.mem.u16(self.layout.used + 2)
         while self.last_used_idx != used_idx:
             slot = self.last_used_idx % self.layout.size
-            head, written = _USED_ELEM.unpack(self.mem.read(self.layout.used + 4 + 8 * slot, 8))
+            head, written = read_used_elem(self.mem, self.layout, slot)
             index = head
             while True:  # give the chain's descriptors back to the free list
-                addr, length, flags, nxt = _DESC.unpack(self.mem.read(self.layout.desc + DESC_SIZE * index, 16))
+                desc = read_descriptor(self.mem, self.layout, index)
                 self.free.append(index)
-                if not flags & VIRTQ_DESC_F_NEXT:
+                if not desc.flags & VIRTQ_DESC_F_NEXT:
                     break
-                index = nxt
+                index = desc.next
             self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
             yield head, written
 
@@ -311,5 +322,5 @@ class DriverQueue:
 __all__ = [
     "Chain", "Descriptor", "DeviceQueue", "DriverQueue", "GuestMemoryError", "Layout", "VirtqueueError",
     "VIRTQ_DESC_F_NEXT", "VIRTQ_DESC_F_WRITE", "VIRTQ_DESC_F_INDIRECT",
-    "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY",
+    "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY", "read_descriptor", "read_used_elem",
 ]

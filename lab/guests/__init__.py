@@ -14,6 +14,7 @@ Memory map shared by the guests (all inside the first 64 KiB of guest RAM):
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from lab.guests import asm
@@ -24,6 +25,9 @@ RESULT_ADDR = 0x0800
 MMIO_ADDR = 0xD000_0000
 SERIAL_PORT = 0x3F8  # COM1's data register: the classic "print a byte" port
 EXIT_PORT = 0x0510  # the port the timing loops write to; no device is there
+
+#: The columns of :meth:`Program.rows`.
+LISTING_COLUMNS = ("address", "bytes", "label", "assembly", "comment")
 
 HYPERCALL_INSN = {"intel": asm.VMCALL, "amd": asm.VMMCALL, "hygon": asm.VMMCALL}
 
@@ -39,14 +43,9 @@ class Program:
     listing: tuple
     description: str
 
-    def frame(self):
-        """The listing as a table: address, bytes, label, assembly, comment."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            [(f"{a:#06x}", b.hex(" "), lab, text, com) for a, b, lab, text, com in self.listing],
-            columns=["address", "bytes", "label", "assembly", "comment"],
-        )
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """The listing as text cells: address, bytes, label, assembly, comment."""
+        return [(f"{a:#06x}", b.hex(" "), label, text, com) for a, b, label, text, com in self.listing]
 
     def source(self) -> str:
         """GNU as source of the program (what the byte test assembles)."""
@@ -67,7 +66,9 @@ class Program:
         return "\n".join(rows)
 
     def _repr_html_(self) -> str:
-        return self.frame().to_html(index=False)
+        head = "".join(f"<th>{h}</th>" for h in LISTING_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _program(name: str, mode: str, items: list, description: str, origin: int = CODE_ADDR) -> Program:

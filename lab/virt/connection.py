@@ -99,15 +99,9 @@ def libvirt_module() -> Any:
     if _libvirt_module is not None:
         return _libvirt_module
     try:
-        import libvirt  # type: ignore[import-not-found]
+        libvirt = host.import_libvirt()
     except ImportError as exc:
-        raise LibvirtMissing(
-            f"libvirt-python is not installed ({exc}): run 'make setup' "
-            f"(pip install libvirt-python; it compiles against libvirt-dev with pkg-config)"
-        ) from exc
-    # By default libvirt prints every error to stderr (and a notebook cell that
-    # writes to stderr fails the book build); errors reach us as exceptions.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        raise LibvirtMissing(f"libvirt-python is not installed ({exc}): {host.LIBVIRT_INSTALL_HINT}") from exc
     _libvirt_module = libvirt
     return libvirt
 
@@ -118,8 +112,7 @@ def _reset_module_cache() -> None:
     _libvirt_module = None
 
 
-def format_version(v: int) -> str:
-    return f"{v // 1_000_000}.{(v // 1000) % 1000}.{v % 1000}"
+format_version = host.format_libvirt_version
 
 
 # --------------------------------------------------------------------------- choosing a URI
