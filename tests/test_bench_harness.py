@@ -167,13 +167,3 @@ def test_cli_rejects_unknown_kind(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "nonsense"])
     assert "invalid choice" in capsys.readouterr().err
-
-
-def test_recorded_hosts_lists_every_recording_host():
-    from lab import datapackage, paths
-    from lab.bench import harness
-
-    table = harness.recorded_hosts()
-    hosts = {p.name for p in datapackage.find_packages(paths.MEASURED_DIR)}
-    assert set(table["ホスト"]) == hosts
-    assert (table["記録の回数"] >= 1).all()

@@ -21,7 +21,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from lab import published as pub  # noqa: E402
+from lab.book import published as pub  # noqa: E402
 from lab.datapackage import DataError, find_packages, load_resource, validate_package  # noqa: E402
 from lab.paths import DATA_DIR, PUBLISHED_DIR, REPO_ROOT  # noqa: E402
 
@@ -149,7 +149,7 @@ def test_specweb_numbers_match_the_paper_text():
 def test_relative_performance_handles_lower_is_better():
     rel = pub.sosp_relative().set_index(["benchmark", "system"])["relative"]
     assert rel.xs("L", level="system").eq(1.0).all()
-    assert rel[("Linux build", "X")] == pytest.approx(263 / 271)
+    assert rel[("Linux build", "X")] == pytest.approx(0.9705, abs=1e-4)  # 263 s native against 271 s on Xen
     assert rel[("Linux build", "U")] < rel[("Linux build", "V")] < rel[("Linux build", "X")] < 1
 
 
