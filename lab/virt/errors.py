@@ -156,3 +156,29 @@ def translate(exc: BaseException, *, operation: str, uri: str | None, subject: s
     where = f" on {uri}" if uri else ""
     return cls(f"{what} failed{where}: {message.strip()} -> {hint}",
                uri=uri, operation=operation, libvirt_code=code, libvirt_message=message)
+
+
+# --------------------------------------------------------------------------- the libvirt module
+
+_libvirt_module: Any = None
+
+
+def libvirt_module() -> Any:
+    """The ``libvirt`` module with its stderr error printer silenced, or :class:`LibvirtMissing`."""
+    global _libvirt_module
+    if _libvirt_module is not None:
+        return _libvirt_module
+    try:
+        libvirt = host.import_libvirt()
+    except ImportError as exc:
+        raise LibvirtMissing(f"libvirt-python is not installed ({exc}): {host.LIBVIRT_INSTALL_HINT}") from exc
+    _libvirt_module = libvirt
+    return libvirt
+
+
+def _reset_module_cache() -> None:
+    """Forget the imported module (tests simulate a missing libvirt-python)."""
+    global _libvirt_module
+    _libvirt_module = None
+
+
