@@ -13,8 +13,8 @@ negative field carries a ``reason`` that says why and what to do.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -77,7 +77,7 @@ def parse_cpuinfo(text: str) -> CpuInfo:
         if sep:
             first.setdefault(key.strip(), value.strip())
     flags = first.get("flags", "").split()
-    logical = sum(1 for b in blocks if any(l.startswith("processor") for l in b.splitlines()))
+    logical = sum(1 for b in blocks if any(line.startswith("processor") for line in b.splitlines()))
     reason = None if "flags" in first else "no 'flags' line: not an x86 /proc/cpuinfo"
     return CpuInfo(
         vendor=first.get("vendor_id"),
@@ -200,7 +200,8 @@ def probe_kvm(device: str = KVM_DEVICE, sys_module: str = "/sys/module") -> KvmI
         try:
             system.create_vm().close()
         except OSError as exc:
-            return info(openable=True, api_version=api, reason=f"KVM_CREATE_VM failed: {exc.strerror} (errno {exc.errno})")
+            return info(openable=True, api_version=api,
+                        reason=f"KVM_CREATE_VM failed: {exc.strerror} (errno {exc.errno})")
     return info(openable=True, api_version=api, create_vm=True, usable=True, reason=None)
 
 

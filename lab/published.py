@@ -86,7 +86,7 @@ def timeline() -> pd.DataFrame:
     event spans its whole month or year (the figure draws it as a bar).
     """
     frame = _fresh(TIMELINE_DIR, "timeline")
-    spans = [date_span(d, p) for d, p in zip(frame["date"], frame["precision"])]
+    spans = [date_span(d, p) for d, p in zip(frame["date"], frame["precision"], strict=True)]
     frame["start"] = [s for s, _ in spans]
     frame["end"] = [e for _, e in spans]
     return frame

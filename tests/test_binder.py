@@ -12,10 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_book import toc_files
 
 from lab.paths import REPO_ROOT
-
-from test_book import toc_files
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lab.bench import harness
-from lab.kvm import RunTimeout
 from lab.bench import io as bench_io
 from lab.book import io as report
 from lab.devices import guests
+from lab.kvm import RunTimeout
 
 
 @pytest.fixture()

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from test_book import HTML, toc_files
 
 from lab.paths import REPO_ROOT
-
-from test_book import HTML, toc_files
 
 pytestmark = pytest.mark.book
 

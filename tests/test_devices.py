@@ -95,7 +95,7 @@ def test_free_running_indices_wrap_at_65536():
     drv.avail_idx = dev.last_avail_idx = start
     dev.used_idx = drv.last_used_idx = start
     mem.set_u16(dev.layout.used + 2, start)
-    for round_ in range(3):
+    for _round in range(3):
         for i in range(4):
             drv.add([(0x8000 + i, 1, False)])
         drv.publish()

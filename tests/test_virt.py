@@ -463,7 +463,8 @@ def test_every_cited_key_is_in_references_bib():
 
 def test_mapping_table_for_the_book():
     table = virt.mapping_table()
-    assert table.index.name == "操作" and list(table.columns) == ["virsh", "libvirt API", "AWS CLI", "OpenStack CLI", "注"]
+    assert table.index.name == "操作"
+    assert list(table.columns) == ["virsh", "libvirt API", "AWS CLI", "OpenStack CLI", "注"]
     assert table.loc["suspend", "AWS CLI"] == "- (なし)"
     assert table.loc["start", "OpenStack CLI"] == "= openstack server start"
     assert table.loc["undefine", "AWS CLI"].startswith("≈ ")

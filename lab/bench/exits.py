@@ -214,7 +214,8 @@ FIELDS = [
     {"name": "ns_per_exit", "type": "number", "constraints": {"minimum": 0},
      "description": "cycles_per_exit converted to nanoseconds at tsc_khz"},
     {"name": "host_ns_per_exit", "type": "number", "constraints": {"minimum": 0},
-     "description": "host wall time of a run divided by its operations (median); for pio_user/mmio_user the KVM_RUN round trip"},
+     "description": "host wall time of a run divided by its operations (median); "
+                    "for pio_user/mmio_user the KVM_RUN round trip"},
     {"name": "tsc_khz", "type": "number", "constraints": {"minimum": 0},
      "description": "TSC rate used for the conversion, kHz"},
     {"name": "reason", "type": "string", "description": "why the kind is unavailable or failed; empty when ok"},

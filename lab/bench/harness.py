@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -103,7 +104,7 @@ class Result:
 
     @classmethod
     def from_samples(cls, kind: str, cycles: Sequence[float], host_ns: Sequence[float], *,
-                     iterations: int, tsc_khz: float, **extra: Any) -> "Result":
+                     iterations: int, tsc_khz: float, **extra: Any) -> Result:
         s = summarize(cycles)
         return cls(kind, "ok", len(cycles), iterations, cycles_per_exit=s["median"],
                    ns_per_exit=cycles_to_ns(s["median"], tsc_khz),
@@ -149,7 +150,7 @@ def provenance(probe: host.Probe | None = None, **extra: Any) -> dict[str, Any]:
     mods = p.kvm.modules
     return {
         "host_id": p.host_id,
-        "recorded_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "recorded_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "cpu_vendor": p.cpu.vendor_short,
         "cpu_model": p.cpu.model or "unknown",
         "kernel": p.kernel,
@@ -168,7 +169,8 @@ PROVENANCE_FIELDS = [
      "description": "anonymised host name: CPU vendor and a hash of the machine id and CPU model (lab.host.host_id)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
      "description": "when the recording finished (UTC, ISO 8601); with host_id the key of the recording"},
-    {"name": "cpu_vendor", "type": "string", "constraints": {"required": True, "enum": ["intel", "amd", "hygon", "centaur", "unknown"]},
+    {"name": "cpu_vendor", "type": "string",
+     "constraints": {"required": True, "enum": ["intel", "amd", "hygon", "centaur", "unknown"]},
      "description": "CPU vendor from /proc/cpuinfo"},
     {"name": "cpu_model", "type": "string", "constraints": {"required": True},
      "description": "CPU model name from /proc/cpuinfo"},
@@ -258,7 +260,8 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
         }
     prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
     row = {f["name"]: prov.get(f["name"], "") for f in PROVENANCE_FIELDS}
-    row = {k: ("true" if v is True else "false" if v is False else ("" if v is None else str(v))) for k, v in row.items()}
+    row = {k: ("true" if v is True else "false" if v is False else ("" if v is None else str(v)))
+           for k, v in row.items()}
     same = (prov_frame["host_id"] == row["host_id"]) & (
         pd.to_datetime(prov_frame["recorded_at"]) == pd.to_datetime(row["recorded_at"]))
     if not same.any():  # benchmarks recorded by one command within the same second share a row
@@ -271,9 +274,9 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
         old = None
         frames.pop(resource)
         used = {(h, t) for name, f in frames.items() if name != "provenance"
-                for h, t in zip(f["host_id"], f["recorded_at"])}
+                for h, t in zip(f["host_id"], f["recorded_at"], strict=True)}
         used.add((row["host_id"], row["recorded_at"]))
-        keep = [(h, t) in used for h, t in zip(prov_frame["host_id"], prov_frame["recorded_at"])]
+        keep = [(h, t) in used for h, t in zip(prov_frame["host_id"], prov_frame["recorded_at"], strict=True)]
         frames["provenance"] = prov_frame[keep].reset_index(drop=True)
     if old is not None:  # keep older recordings of the same benchmark
         frame = pd.concat([old, frame.astype(str).replace({"nan": "", "None": "", "<NA>": ""})],
@@ -298,7 +301,7 @@ def check_links(package_dir: str | Path) -> None:
     prov = package.get("provenance")
     if prov is None:
         raise datapackage.DataError(f"{package_dir}: no provenance resource")
-    keys = set(zip(prov["host_id"], prov["recorded_at"]))
+    keys = set(zip(prov["host_id"], prov["recorded_at"], strict=True))
     host = Path(package_dir).name
     if set(prov["host_id"]) - {host}:
         raise datapackage.DataError(f"{package_dir}: provenance names hosts {sorted(set(prov['host_id']))}, "
@@ -306,7 +309,7 @@ def check_links(package_dir: str | Path) -> None:
     for name, frame in package.items():
         if name == "provenance":
             continue
-        for i, key in enumerate(zip(frame["host_id"], frame["recorded_at"])):
+        for i, key in enumerate(zip(frame["host_id"], frame["recorded_at"], strict=True)):
             if key not in keys:
                 raise datapackage.DataError(
                     f"{package_dir}/{name}.csv:{i + 2}: row points to recording {key} "
@@ -326,7 +329,8 @@ def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame
         prov = datapackage.load_resource(pkg, "provenance")
         frames.append(data.merge(prov, on=["host_id", "recorded_at"], how="left", validate="many_to_one"))
     if not frames:
-        raise datapackage.DataError(f"no recording of {resource!r} under {root}: run 'python -m lab record' on a KVM host")
+        raise datapackage.DataError(
+            f"no recording of {resource!r} under {root}: run 'python -m lab record' on a KVM host")
     return pd.concat(frames, ignore_index=True)
 
 

@@ -7,8 +7,8 @@ is imported (:mod:`lab.bench` imports them all).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lab.bench.harness import Result

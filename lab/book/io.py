@@ -155,7 +155,7 @@ def figure(data: IoData, highlight: tuple[str, ...], metric: str) -> Figure:
                               ms=6 if on else 3, color=_COLORS[m] if on else "#bbbbbb", label=MODE_NAMES[m],
                               zorder=3 if on else 2)
         if on:
-            for b, v, r in zip(rows["batch"], y, raw):
+            for b, v, r in zip(rows["batch"], y, raw, strict=True):
                 text = f"{r:,.0f}" if metric == "requests_per_s" else "0" if r == 0 else f"{r:.3g}"
                 ax.annotate(text, (b, v), textcoords="offset points", xytext=(0, 7), ha="center",
                             fontsize=8, color=_COLORS[m])
@@ -286,10 +286,10 @@ def ring_demo(messages: Sequence[bytes] = (b"hello, ", b"virtio ", b"ring")) -> 
     driver = DriverQueue(mem, layout)
     device = VirtioDevice(mem, layout)
     addrs = [0x3000 + 0x100 * i for i in range(len(messages))]
-    for a, m in zip(addrs, messages):
+    for a, m in zip(addrs, messages, strict=True):
         mem.write(a, m)
     driver.add([(addrs[0], len(messages[0]), False), (addrs[1], len(messages[1]), False)])
-    for a, m in zip(addrs[2:], messages[2:]):
+    for a, m in zip(addrs[2:], messages[2:], strict=True):
         driver.add([(a, len(m), False)])
     driver.publish()
     before = _ring_tables(mem, layout, len(messages))
@@ -344,7 +344,7 @@ def recorded_hosts(root: str | None = None) -> pd.DataFrame:
     for (host_id, recorded_at), g in data.groupby(["host_id", "recorded_at"], sort=True):
         small, large = int(g["batch"].min()), int(g["batch"].max())
 
-        def rate(mode: str, batch: int) -> float:
+        def rate(mode: str, batch: int, g: pd.DataFrame = g) -> float:
             v = g.loc[(g["mode"] == mode) & (g["batch"] == batch), "requests_per_s"]
             return float(v.iloc[0]) if not v.empty else float("nan")
 

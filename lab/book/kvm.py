@@ -146,7 +146,8 @@ def _tour_table(section: str, cols: dict[str, str], root: str | None = None) -> 
         run = bench_tour.hello_steps if section == "hello" else bench_tour.bad_guest_steps
         frame = tour_words(pd.DataFrame([s.as_row() for s in run()]))[list(cols)].rename(columns=cols)
         hid = host.host_id(host.read_cpuinfo())
-        return Shown(frame, True, hid, fallback.live_note(host_id=hid, text="この表は、いまこの機械で実際に実行した結果です。"))
+        note = fallback.live_note(host_id=hid, text="この表は、いまこの機械で実際に実行した結果です。")
+        return Shown(frame, True, hid, note)
     rec = _latest(load_measured("tour", root), section=section)
     frame = tour_words(rec)[list(cols)].rename(columns=cols)
     return Shown(frame, False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why))
@@ -187,7 +188,8 @@ def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
         "サイクル/回(中央値)": frame["cycles_per_exit"].round(0),
         "正味(空ループを引く)": frame["net_cycles_per_exit"].round(0),
         "ns/回": frame["ns_per_exit"].round(0),
-        "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}") for a, b in zip(frame["cycles_q1"], frame["cycles_q3"])],
+        "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}")
+                      for a, b in zip(frame["cycles_q1"], frame["cycles_q3"], strict=True)],
         "理由": frame["reason"].fillna(""),
     })
     return out.reset_index(drop=True)
@@ -230,7 +232,7 @@ def published_table() -> Styler:
     """The published vmexit figures for reading: one row per figure, Japanese headings, no index."""
     pub = published_vmexit()
     cycles = [f"{int(lo):,}" if pd.isna(hi) else f"{int(lo):,}–{int(hi):,}"
-              for lo, hi in zip(pub["cycles"], pub["cycles_high"])]
+              for lo, hi in zip(pub["cycles"], pub["cycles_high"], strict=True)]
     table = pd.DataFrame({
         "環境": pub["level"].map(_LEVELS).fillna(pub["level"]),
         "テスト": pub["test"],
@@ -288,8 +290,8 @@ def plot_recorded(root: str | None = None) -> Figure:
     width = 0.8 / max(len(groups), 1)
     for gi, ((host_id, mode), g) in enumerate(groups):
         vals = [g.loc[g["kind"] == k, "cycles_per_exit"].median() for k in kinds]
-        lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals)]
-        hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals)]
+        lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals, strict=True)]
+        hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals, strict=True)]
         ax.bar([i + gi * width for i in range(len(kinds))], vals, width=width, yerr=[lo, hi],
                capsize=2, label=f"{host_id} ({mode})")
     ax.set_yscale("log")
@@ -343,5 +345,6 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
         facts["rec_user_over_kernel"] = facts["rec_pio_user_net"] / max(facts["rec_cpuid_net"], 1.0)
         if "rec_pio_ioeventfd" in facts:
             facts["rec_user_over_ioeventfd"] = facts["rec_pio_user"] / max(facts["rec_pio_ioeventfd"], 1.0)
-        facts["rec_cpuid_over_bare"] = facts["rec_cpuid"] / ((facts["pub_cpuid_bare_min"] + facts["pub_cpuid_bare_max"]) / 2)
+        bare_mid = (facts["pub_cpuid_bare_min"] + facts["pub_cpuid_bare_max"]) / 2
+        facts["rec_cpuid_over_bare"] = facts["rec_cpuid"] / bare_mid
     return facts

@@ -128,7 +128,7 @@ def adams_agesen_table() -> pd.DataFrame:
     """Operations x modes, each cell the printed cycles or the paper's statement."""
     frame = adams_agesen()
     frame["shown"] = [
-        f"{int(c):,}" if pd.notna(c) else (s or "—") for c, s in zip(frame["cycles"], frame["stated"])
+        f"{int(c):,}" if pd.notna(c) else (s or "—") for c, s in zip(frame["cycles"], frame["stated"], strict=True)
     ]
     table = frame.pivot(index="operation", columns="mode", values="shown")
     order = list(dict.fromkeys(frame["operation"]))
@@ -145,7 +145,7 @@ def adams_agesen_figure() -> Figure:
     ops = list(dict.fromkeys(frame["operation"]))
     fig, ax = plots.figure(figsize=(8, 5.6))
     height = 0.28
-    for i, (mode, label) in enumerate(ADAMS_MODES.items()):
+    for i, mode in enumerate(ADAMS_MODES):
         sub = frame[frame["mode"] == mode].set_index("operation")
         for j, op in enumerate(ops):
             y = j + (i - 1) * height
@@ -153,7 +153,7 @@ def adams_agesen_figure() -> Figure:
                 ax.barh(y, int(sub.loc[op, "cycles"]), height, color=ADAMS_COLORS[mode])
             else:
                 ax.text(1.1, y, "(数値なし: 表を参照)", va="center", fontsize=7, color=ADAMS_COLORS[mode])
-    handles = [Patch(color=ADAMS_COLORS[m], label=l) for m, l in ADAMS_MODES.items()]
+    handles = [Patch(color=ADAMS_COLORS[m], label=label) for m, label in ADAMS_MODES.items()]
     ax.legend(handles=handles, fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlim(1, 50_000)
@@ -295,7 +295,9 @@ def timeline_figure(first_year: int = 2003, last_year: int = 2017, label_left_fr
     ax.xaxis.set_major_locator(mdates.YearLocator(2))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
     ax.spines["left"].set_visible(False)
-    handles = [Patch(color=c, label=l) for k, (l, c) in TIMELINE_CATEGORIES.items() if k in set(frame["category"])]
-    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="日付が年(月)までしか分からない出来事"))
+    handles = [Patch(color=color, label=label) for k, (label, color) in TIMELINE_CATEGORIES.items()
+               if k in set(frame["category"])]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                         label="日付が年(月)までしか分からない出来事"))
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncols=4, frameon=False)
     return fig

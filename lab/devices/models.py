@@ -260,7 +260,7 @@ class VhostWorker:
         self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="vhost-worker", daemon=True)
 
-    def __enter__(self) -> "VhostWorker":
+    def __enter__(self) -> VhostWorker:
         self._thread.start()
         return self
 

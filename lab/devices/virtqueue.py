@@ -26,8 +26,9 @@ outside guest memory could be touched (every access goes through
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from lab.devices.memory import DeviceError, GuestMemory, GuestMemoryError
 
@@ -69,7 +70,7 @@ class Layout:
         return DESC_SIZE * size, 6 + 2 * size, 6 + 8 * size
 
     @classmethod
-    def contiguous(cls, base: int, size: int) -> "Layout":
+    def contiguous(cls, base: int, size: int) -> Layout:
         """The three parts one after another from ``base``, each aligned as the spec asks."""
         d, a, _ = cls.sizes(size)
         desc = _align(base, DESC_ALIGN)
@@ -79,7 +80,7 @@ class Layout:
 
     @property
     def end(self) -> int:
-        return max(p + s for p, s in zip((self.desc, self.avail, self.used), self.sizes(self.size)))
+        return max(p + s for p, s in zip((self.desc, self.avail, self.used), self.sizes(self.size), strict=True))
 
     def check(self, mem: GuestMemory) -> None:
         """Raise :class:`VirtqueueError` unless this layout is valid inside ``mem``."""
@@ -88,7 +89,7 @@ class Layout:
             raise VirtqueueError(f"queue size {n} is not a power of 2 between 1 and {MAX_QUEUE_SIZE}")
         parts = list(zip(("descriptor table", "available ring", "used ring"),
                          (self.desc, self.avail, self.used), (DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN),
-                         self.sizes(n)))
+                         self.sizes(n), strict=True))
         for name, addr, alignment, length in parts:
             if addr % alignment:
                 raise VirtqueueError(f"{name} at {addr:#x} is not aligned to {alignment} bytes")
@@ -285,7 +286,7 @@ class DriverQueue:
         if len(buffers) > len(self.free):
             raise ValueError(f"queue full: {len(buffers)} descriptors wanted, {len(self.free)} free")
         indices = [self.free.pop(0) for _ in buffers]
-        for i, (index, (addr, length, writable)) in enumerate(zip(indices, buffers)):
+        for i, (index, (addr, length, writable)) in enumerate(zip(indices, buffers, strict=True)):
             last = i == len(buffers) - 1
             flags = (0 if last else VIRTQ_DESC_F_NEXT) | (VIRTQ_DESC_F_WRITE if writable else 0)
             self.write_descriptor(index, addr, length, flags, 0 if last else indices[i + 1])

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from lab import host
 from lab.virt.domain import ALLOWED_STATES, Domain, DomainInfo, cpu_seconds
@@ -108,7 +109,7 @@ def _open(uri: str, readonly: bool) -> Any:
 
 
 def connect(uri: str | None = None, *, prefer: Iterable[str] = (), require_kvm: bool = True,
-            readonly: bool = False) -> "Connection":
+            readonly: bool = False) -> Connection:
     """Open a libvirt connection; see the module docstring for how the URI is chosen.
 
     An explicit URI (argument or ``LAB_LIBVIRT_URI``) that does not answer is
@@ -125,7 +126,8 @@ def connect(uri: str | None = None, *, prefer: Iterable[str] = (), require_kvm: 
         if require_kvm and candidate.startswith("qemu"):
             kvm = host.probe_kvm()
             if not kvm.usable:
-                tried.append(Attempt(candidate, f"KVM is not usable here, so a type='kvm' domain cannot run: {kvm.reason}"))
+                tried.append(Attempt(candidate,
+                                     f"KVM is not usable here, so a type='kvm' domain cannot run: {kvm.reason}"))
                 continue
         try:
             raw = _open(candidate, readonly)
@@ -179,7 +181,7 @@ class Connection:
             finally:
                 self.raw = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -209,7 +211,7 @@ class Connection:
 
     # -- domains -------------------------------------------------------------
 
-    def domains(self, which: str = "all", prefix: str | None = None) -> list["Domain"]:
+    def domains(self, which: str = "all", prefix: str | None = None) -> list[Domain]:
         """Domains: ``all`` (virsh list --all), ``running`` (virsh list) or ``inactive``."""
         libvirt = libvirt_module()
         flags = {
@@ -236,7 +238,7 @@ class Connection:
                          "CPU time (s)": cpu_seconds(i.cpu_time_s)})
         return pd.DataFrame(rows, columns=["Id", "Name", "State", "CPU time (s)"])
 
-    def lookup(self, name: str) -> "Domain":
+    def lookup(self, name: str) -> Domain:
         check_name(name)
         return Domain(self, self.call("lookup", self.raw.lookupByName, name, subject=name))
 
@@ -250,7 +252,7 @@ class Connection:
             raise translate(exc, operation="lookup", uri=self.uri, subject=name) from exc
         return True
 
-    def define(self, spec: DomainSpec) -> "Domain":
+    def define(self, spec: DomainSpec) -> Domain:
         """``virsh define``: make the domain known (persistent, not running)."""
         if not isinstance(spec, DomainSpec):
             raise TypeError(f"define() takes a DomainSpec, got {type(spec).__name__}")
@@ -264,7 +266,7 @@ class Connection:
 
     # -- storage -------------------------------------------------------------
 
-    def pool(self, name: str | None = None, *, create: bool = True) -> "Pool":
+    def pool(self, name: str | None = None, *, create: bool = True) -> Pool:
         """A usable storage pool: the named one, a well-known one, or a new transient one.
 
         Order: ``name`` if given; an active pool whose directory is this URI's

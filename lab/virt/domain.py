@@ -74,12 +74,12 @@ class Domain:
         self.conn, self.raw = conn, raw
         self.name: str = raw.name()
         #: Called as ``observer(operation, domain)`` after each successful operation.
-        self.observer: Callable[[str, "Domain"], None] | None = None
+        self.observer: Callable[[str, Domain], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Domain {self.name} on {self.conn.uri}>"
 
-    def _done(self, operation: str) -> "Domain":
+    def _done(self, operation: str) -> Domain:
         if self.observer is not None:
             self.observer(operation, self)
         return self
@@ -132,33 +132,33 @@ class Domain:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> "Domain":
+    def start(self) -> Domain:
         self._require("start")
         self._call("start", self.raw.create)
         return self._done("start")
 
-    def suspend(self) -> "Domain":
+    def suspend(self) -> Domain:
         self._require("suspend")
         self._call("suspend", self.raw.suspend)
         return self._done("suspend")
 
-    def resume(self) -> "Domain":
+    def resume(self) -> Domain:
         self._require("resume")
         self._call("resume", self.raw.resume)
         return self._done("resume")
 
-    def shutdown(self) -> "Domain":
+    def shutdown(self) -> Domain:
         """Ask the guest to power off (ACPI). A guest without an OS never answers: use destroy."""
         self._require("shutdown")
         self._call("shutdown", self.raw.shutdown)
         return self._done("shutdown")
 
-    def reboot(self) -> "Domain":
+    def reboot(self) -> Domain:
         self._require("reboot")
         self._call("reboot", self.raw.reboot, 0)
         return self._done("reboot")
 
-    def destroy(self) -> "Domain":
+    def destroy(self) -> Domain:
         """Pull the plug: stop the domain at once (the definition stays)."""
         self._require("destroy")
         self._call("destroy", self.raw.destroy)
@@ -179,7 +179,7 @@ class Domain:
 
     # -- snapshots -----------------------------------------------------------
 
-    def snapshot_create(self, name: str, description: str | None = None) -> "Domain":
+    def snapshot_create(self, name: str, description: str | None = None) -> Domain:
         """``virsh snapshot-create-as``: save disk (and, when running, memory) state under ``name``."""
         check_name(name, "snapshot")
         if name in self.snapshots():
@@ -202,12 +202,12 @@ class Domain:
         check_name(name, "snapshot")
         return self._call("snapshot-lookup", self.raw.snapshotLookupByName, name, 0)
 
-    def snapshot_revert(self, name: str) -> "Domain":
+    def snapshot_revert(self, name: str) -> Domain:
         snap = self._snapshot(name)
         self._call("snapshot-revert", self.raw.revertToSnapshot, snap, 0)
         return self._done("snapshot-revert")
 
-    def snapshot_delete(self, name: str) -> "Domain":
+    def snapshot_delete(self, name: str) -> Domain:
         snap = self._snapshot(name)
         self._call("snapshot-delete", snap.delete, 0)
         return self._done("snapshot-delete")

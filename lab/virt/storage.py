@@ -33,7 +33,7 @@ class Pool:
         self.conn.call("pool-refresh", self.raw.refresh, 0, subject=self.name)
         return sorted(self.conn.call("volume-list", self.raw.listVolumes, subject=self.name))
 
-    def create_volume(self, spec: VolumeSpec) -> "Volume":
+    def create_volume(self, spec: VolumeSpec) -> Volume:
         """``virsh vol-create-as``: a new volume (qcow2 grows on demand)."""
         if spec.name in self.volume_names():
             raise StorageError(
