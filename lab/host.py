@@ -368,34 +368,3 @@ def probe(*, device: str = KVM_DEVICE, cpuinfo: str = "/proc/cpuinfo",
         kvm=probe_kvm(device),
         libvirt=probe_libvirt(libvirt_uris),
     )
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def report_rows(p: Probe) -> list[tuple[str, str, str]]:
-    """(item, value, why) rows in plain English, for ``python -m lab probe``; the book's are in lab.book.host."""
-    k, c, lv = p.kvm, p.cpu, p.libvirt
-    rows = [
-        ("cpu", f"{c.model or '?'} ({c.vendor or '?'})", c.reason or ""),
-        ("vmx/svm flags", ", ".join(c.virt_flags) or "none", "shown, not trusted: KVM may work without them"),
-        ("hypervisor bit", "yes" if c.hypervisor else "no", "yes: this kernel runs in a VM (KVM here is nested)"),
-        ("kvm", "usable" if k.usable else "not usable", k.reason or f"opened {k.device}, API {k.api_version}, "
-                                                                   f"created and closed an empty VM"),
-    ]
-    rows += [(f"module {m.name}", f"nested={m.nested}" if m.nested is not None else "loaded",
-              m.backend or m.nested_reason or "") for m in k.modules]
-    if not k.modules:
-        rows.append(("kvm modules", "none", k.modules_reason or ""))
-    rows.append(("libvirt-python", lv.library_version or "missing", lv.reason or ""))
-    rows += [(f"libvirt {u.uri}", f"{u.driver} {u.version}" if u.ok else "no answer", u.reason or "")
-             for u in lv.uris]
-    return rows
-
-
-def report_text(p: Probe) -> str:
-    rows = report_rows(p)
-    width = max(len(r[0]) for r in rows)
-    lines = [f"host {p.host_id}  kernel {p.kernel}  lab {p.lab_version}"]
-    lines += [f"{item:<{width}}  {value}" + (f"  -- {why}" if why else "") for item, value, why in rows]
-    return "\n".join(lines)

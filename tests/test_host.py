@@ -107,8 +107,10 @@ def test_json_is_stable():
 
 
 def test_cli_report_names_the_verdict(tmp_path):
+    from lab.__main__ import probe_text
+
     p = host.probe(device=str(tmp_path / "kvm"), libvirt_uris=())
-    text = host.report_text(p)
+    text = probe_text(p)
     assert "kvm" in text and "not usable" in text and "does not exist" in text
 
 

@@ -52,7 +52,10 @@ DESCRIPTIONS = {
     "pio_ioeventfd": "out to a port bound with KVM_IOEVENTFD: completed in the kernel",
 }
 #: Kinds whose exits return to this process, and how the run loop resumes them.
-_RESUME = {"pio_user": {"resume_out_ports": {guests.EXIT_PORT}}, "mmio_user": {"resume_mmio_writes": True}}
+_RESUME: dict[str, dict[str, Any]] = {
+    "pio_user": {"resume_out_ports": {guests.EXIT_PORT}},
+    "mmio_user": {"resume_mmio_writes": True},
+}
 
 
 def cpu_vendor() -> str:
@@ -181,14 +184,15 @@ def run(kinds: Sequence[str] = KINDS, *, repeat: int = DEFAULT_REPEAT, iteration
                                       extra={"mode": mode, "what": DESCRIPTIONS[kind]}))
     base = next((r for r in results if r.kind == "loop" and r.status == "ok"), None)
     for r in results:
-        if r.status == "ok" and base is not None:
+        if r.status == "ok" and base is not None and r.cycles_per_exit is not None \
+                and base.cycles_per_exit is not None:
             r.extra["net_cycles_per_exit"] = r.cycles_per_exit - base.cycles_per_exit
     return results
 
 
 # --------------------------------------------------------------------------- recording
 
-FIELDS = [
+FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True},
      "description": "host of the recording (see provenance.csv)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},

@@ -164,7 +164,7 @@ def provenance(probe: host.Probe | None = None, **extra: Any) -> dict[str, Any]:
     }
 
 
-PROVENANCE_FIELDS = [
+PROVENANCE_FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True, "pattern": r"[a-z]+-[0-9a-f]{8}"},
      "description": "anonymised host name: CPU vendor and a hash of the machine id and CPU model (lab.host.host_id)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
@@ -232,6 +232,11 @@ def host_dir(host_id: str, root: str | Path | None = None) -> Path:
     return Path(root if root is not None else paths.MEASURED_DIR) / host_id
 
 
+def _cell(value: Any) -> str:
+    """A provenance value as its CSV text."""
+    return "true" if value is True else "false" if value is False else "" if value is None else str(value)
+
+
 def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], prov: dict[str, Any], *,
            root: str | Path | None = None, description: str = "", replace: bool = False) -> Path:
     """Write ``frame`` as resource ``resource`` of ``data/measured/<host-id>/``, atomically.
@@ -259,9 +264,7 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
             "resources": [],
         }
     prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
-    row = {f["name"]: prov.get(f["name"], "") for f in PROVENANCE_FIELDS}
-    row = {k: ("true" if v is True else "false" if v is False else ("" if v is None else str(v)))
-           for k, v in row.items()}
+    row = {f["name"]: _cell(prov.get(f["name"], "")) for f in PROVENANCE_FIELDS}
     same = (prov_frame["host_id"] == row["host_id"]) & (
         pd.to_datetime(prov_frame["recorded_at"]) == pd.to_datetime(row["recorded_at"]))
     if not same.any():  # benchmarks recorded by one command within the same second share a row

@@ -32,6 +32,7 @@ from lab.bench.harness import Result, load_measured, summarize, tsc_provenance, 
 from lab.bench.registry import Bench, register
 from lab.devices import guests as io_guests
 from lab.devices import live
+from lab.kvm.system import System  # the type (lab.kvm re-exports it)
 
 MODES = live.MODES
 DEFAULT_REPEAT = 5
@@ -62,7 +63,7 @@ Config = tuple[int, int, str]  #: (size, batch, mode)
 
 def run(modes: Sequence[str] = MODES, *, batches: Sequence[int] = DEFAULT_BATCHES,
         sizes: Sequence[int] = DEFAULT_SIZES, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT,
-        progress: Any = None, system: kvm.System | None = None) -> list[Result]:
+        progress: Any = None, system: System | None = None) -> list[Result]:
     """Measure every (size, batch, mode); one :class:`Result` each, in that order.
 
     Raises :class:`lab.kvm.KvmUnavailable` without a usable KVM and
@@ -100,7 +101,7 @@ class _ModelMismatch(Exception):
     """A run whose bytes or exit count do not match the model."""
 
 
-def _checked_run(config: Config, count: int, system: kvm.System) -> live.IoRun:
+def _checked_run(config: Config, count: int, system: System) -> live.IoRun:
     """One run of ``config``; :class:`_ModelMismatch` when the device or the exit count disagree with the model."""
     s, b, m = config
     r = live.run_io(m, count, s, b, system=system)
@@ -147,7 +148,7 @@ def wide_table(results: Sequence[Result] | pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- recording
 
-FIELDS = [
+FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True},
      "description": "host of the recording (see provenance.csv)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},

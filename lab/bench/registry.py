@@ -11,12 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.bench.harness import Result
-
 
 @dataclass(frozen=True)
 class Bench:
-    """A registered benchmark.
+    """A registered benchmark (its results are :class:`lab.bench.harness.Result` objects, or its own rows).
 
     ``add_args(parser)`` adds its options (shared by ``bench`` and ``record``);
     ``measure(args, progress)`` returns its results; ``to_frame(results, prov)``
@@ -26,18 +24,18 @@ class Bench:
     name: str
     help: str
     add_args: Callable[[argparse.ArgumentParser], None]
-    measure: Callable[[argparse.Namespace, Any], Sequence[Result]]
-    to_frame: Callable[[Sequence[Result], dict], Any]
-    fields: list[dict]
+    measure: Callable[[argparse.Namespace, Any], Sequence[Any]]
+    to_frame: Callable[[Sequence[Any], dict[str, Any]], Any]
+    fields: list[dict[str, Any]]
     description: str
     #: how many progress steps ``measure`` will take for ``args``
     steps: Callable[[argparse.Namespace], int] = lambda args: 0
     #: extra provenance (e.g. the TSC rate) taken from the results
-    provenance: Callable[[Sequence[Result]], dict] = lambda results: {}
+    provenance: Callable[[Sequence[Any]], dict[str, Any]] = lambda results: {}
     #: print the results for a person (the default prints the exits-style table)
     show: Callable[[Sequence[Any]], None] | None = None
     #: the results as JSON-able objects (``--json``)
-    as_json: Callable[[Sequence[Any]], list] = lambda results: [r.as_json() for r in results]
+    as_json: Callable[[Sequence[Any]], list[Any]] = lambda results: [r.as_json() for r in results]
     #: False when a result is an error (the command then exits with status 1)
     ok: Callable[[Sequence[Any]], bool] = lambda results: all(r.status != "error" for r in results)
 

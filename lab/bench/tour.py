@@ -25,6 +25,7 @@ from lab import guests, host, kvm
 from lab.bench import exits as bench_exits
 from lab.bench.registry import Bench, register
 from lab.kvm.constants import KVM_CAP_IOEVENTFD, KVM_CAP_NR_MEMSLOTS, KVM_CAP_USER_MEMORY
+from lab.kvm.exits import Exit  # the type (lab.kvm re-exports it)
 
 #: Action ids of the hello walk, in order (the book has a sentence for each).
 HELLO_ACTIONS = ("open", "check_extension", "vcpu_mmap_size", "create_vm", "set_memory", "load",
@@ -53,7 +54,7 @@ class Step:
                 "message": self.message, "seconds": self.seconds}
 
 
-def _exit_values(ex: kvm.Exit) -> dict[str, Any]:
+def _exit_values(ex: Exit) -> dict[str, Any]:
     values = {k: v for k, v in ex.as_dict().items() if k not in ("resumed", "wall_ns")}
     if isinstance(values.get("data"), bytes):
         values["data"] = values["data"].hex()
@@ -121,7 +122,7 @@ def bad_guest_steps(timeout_s: float = 1.0, vendor: str | None = None) -> list[S
 
 # --------------------------------------------------------------------------- recording
 
-FIELDS = [
+FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True},
      "description": "host of the recording (see provenance.csv)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},

@@ -237,7 +237,7 @@ def exit_model(count: int = 256, size: int = 64, batches: Sequence[int] = (1, 8,
     """Exits per request by :func:`lab.devices.sim.simulate` (no KVM): the model, checked on the bytes."""
     rows = []
     for b in batches:
-        row = {"バッチ": b}
+        row: dict[str, float] = {"バッチ": b}
         for m in MODE_NAMES:
             r = simulate(m, count, size, b)
             if not r.ok:
@@ -295,7 +295,12 @@ def ring_demo(messages: Sequence[bytes] = (b"hello, ", b"virtio ", b"ring")) -> 
     before = _ring_tables(mem, layout, len(messages))
     received: list[bytes] = []
     sink_consume = device.sink.consume
-    device.sink.consume = lambda data: (received.append(bytes(data)), sink_consume(data))  # type: ignore[method-assign]
+
+    def consume(data: bytes | memoryview) -> None:  # the sink, and a copy for the table
+        received.append(bytes(data))
+        sink_consume(data)
+
+    device.sink.consume = consume  # type: ignore[method-assign]
     device.notify()
     after = _ring_tables(mem, layout, len(messages))
     device.close()

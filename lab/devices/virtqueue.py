@@ -106,7 +106,7 @@ class Layout:
 class Descriptor(NamedTuple):
     """One entry of the descriptor table, as read (a NamedTuple: cheap on the hot path)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the spec's word; shadows tuple.index, which nobody calls here
     addr: int
     len: int
     flags: int
