@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from lab import guests, host, kvm
-from lab.bench.harness import Result, load_measured, tsc_provenance, tsc_rate
+from lab.bench.harness import RECORDING_KEY, Result, load_measured, tsc_provenance, tsc_rate
 from lab.bench.registry import Bench, register
 
 KINDS = guests.KINDS
@@ -193,10 +193,7 @@ def run(kinds: Sequence[str] = KINDS, *, repeat: int = DEFAULT_REPEAT, iteration
 # --------------------------------------------------------------------------- recording
 
 FIELDS: list[dict[str, Any]] = [
-    {"name": "host_id", "type": "string", "constraints": {"required": True},
-     "description": "host of the recording (see provenance.csv)"},
-    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
-     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+    *RECORDING_KEY,
     {"name": "kind", "type": "string", "constraints": {"required": True, "enum": list(KINDS)},
      "description": "what the guest loop does per iteration (lab.bench.exits.DESCRIPTIONS)"},
     {"name": "status", "type": "string", "constraints": {"required": True, "enum": ["ok", "unavailable", "error"]},

@@ -164,6 +164,14 @@ def provenance(probe: host.Probe | None = None, **extra: Any) -> dict[str, Any]:
     }
 
 
+#: The first two fields of every recorded resource: they point a row to its provenance row.
+RECORDING_KEY: list[dict[str, Any]] = [
+    {"name": "host_id", "type": "string", "constraints": {"required": True},
+     "description": "host of the recording (see provenance.csv)"},
+    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
+     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+]
+
 PROVENANCE_FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True, "pattern": r"[a-z]+-[0-9a-f]{8}"},
      "description": "anonymised host name: CPU vendor and a hash of the machine id and CPU model (lab.host.host_id)"},

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from lab import kvm
-from lab.bench.harness import Result, load_measured, summarize, tsc_provenance, tsc_rate
+from lab.bench.harness import RECORDING_KEY, Result, load_measured, summarize, tsc_provenance, tsc_rate
 from lab.bench.registry import Bench, register
 from lab.devices import guests as io_guests
 from lab.devices import live
@@ -149,10 +149,7 @@ def wide_table(results: Sequence[Result] | pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- recording
 
 FIELDS: list[dict[str, Any]] = [
-    {"name": "host_id", "type": "string", "constraints": {"required": True},
-     "description": "host of the recording (see provenance.csv)"},
-    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
-     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+    *RECORDING_KEY,
     {"name": "mode", "type": "string", "constraints": {"required": True, "enum": list(MODES)},
      "description": "how the guest hands requests to the device (lab.bench.io.DESCRIPTIONS)"},
     {"name": "batch", "type": "integer", "constraints": {"required": True, "minimum": 1},

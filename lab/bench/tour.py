@@ -23,6 +23,7 @@ import pandas as pd
 
 from lab import guests, host, kvm
 from lab.bench import exits as bench_exits
+from lab.bench.harness import RECORDING_KEY
 from lab.bench.registry import Bench, register
 from lab.kvm.constants import KVM_CAP_IOEVENTFD, KVM_CAP_NR_MEMSLOTS, KVM_CAP_USER_MEMORY
 from lab.kvm.exits import Exit  # the type (lab.kvm re-exports it)
@@ -123,10 +124,7 @@ def bad_guest_steps(timeout_s: float = 1.0, vendor: str | None = None) -> list[S
 # --------------------------------------------------------------------------- recording
 
 FIELDS: list[dict[str, Any]] = [
-    {"name": "host_id", "type": "string", "constraints": {"required": True},
-     "description": "host of the recording (see provenance.csv)"},
-    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
-     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+    *RECORDING_KEY,
     {"name": "section", "type": "string", "constraints": {"required": True, "enum": ["hello", "errors"]},
      "description": "hello = the step-by-step run of the hello guest; errors = how each misbehaving guest ended"},
     {"name": "step", "type": "integer", "constraints": {"required": True, "minimum": 1},
