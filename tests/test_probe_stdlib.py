@@ -54,3 +54,12 @@ def test_the_block_really_blocks():
     child = CHILD.split("sys.meta_path.insert(0, Block())")[0] + "sys.meta_path.insert(0, Block())\nimport pandas\n"
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "blocked by the test: pandas" in out.stderr
+
+
+def test_libvirt_side_runs_without_pandas():
+    """lab.virt connects on a bare Python too (the non-root reader of test_virt_live has no pandas)."""
+    child = (CHILD.split("sys.argv =")[0]
+             + "from lab import virt\nc = virt.connect()\nprint(c.uri)\nprint(virt.connect().domains())\n")
+    out = subprocess.run([sys.executable, "-c", child], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("test:///default")

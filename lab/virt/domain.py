@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from lab.virt.errors import InvalidState, libvirt_module, translate
 from lab.virt.spec import DomainSpec, check_name
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from lab.virt.connection import Connection
 
 #: virDomainState -> the word virsh prints for it.
@@ -64,6 +64,8 @@ class DomainInfo:
         ]
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # on use: lab.virt runs on a bare Python (a non-root reader's)
+
         return pd.DataFrame(self.rows(), columns=["field", "value"]).set_index("field")
 
 
