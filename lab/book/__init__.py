@@ -8,6 +8,7 @@ what a reader sees. Nothing in ``lab`` imports it.
 * :mod:`lab.book.published` - the history chapters' figures of published data;
 * :mod:`lab.book.host` - the probe's report and the recorded hosts;
 * :mod:`lab.book.guests` - a guest program's listing as a table;
+* :mod:`lab.book.virt` - which libvirt URI answered and why;
 * :mod:`lab.book.fallback` - the note a cell shows when it falls back to recorded data;
 * :mod:`lab.book.plots`, :mod:`lab.book.widgets` - figure style, switchable views;
 * :mod:`lab.book.sphinx_ext` - the Sphinx extension (each chapter's executed .ipynb).

@@ -137,6 +137,11 @@ def jump(mnemonic: str, label: str, comment: str = "") -> Insn:
     return Insn(f"{mnemonic} {label}", bytes([JUMPS[mnemonic], 0]), comment, rel8=label)
 
 
+def jnz(label: str, comment: str = "") -> Insn:
+    """``jnz label``: :func:`jump` with the loop's usual condition."""
+    return jump("jnz", label, comment)
+
+
 def jmp_self(comment: str = "") -> Insn:
     return Insn("jmp .", b"\xeb\xfe", comment)
 

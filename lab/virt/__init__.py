@@ -4,7 +4,7 @@ Typical use in a chapter::
 
     from lab import virt
     conn = virt.connect(prefer=["qemu:///system"])   # which URI answered, and why
-    conn.describe()
+    conn.describe_rows()                             # which URI answered, and why
     with virt.session(conn=...) as s: ...
 
 * :mod:`lab.virt.spec` - typed domain / volume specs -> XML (ElementTree) and back;

@@ -191,23 +191,18 @@ class Connection:
         return f"<Connection {self.uri} driver={self.driver} chosen_by={self.chosen_by!r}>"
 
     def describe_rows(self) -> list[tuple[str, str]]:
+        """Which URI answered and why: (item, value) rows; the book's table is lab.book.virt.describe."""
         rows = [
             ("URI", self.uri),
-            ("ドライバ", self.driver),
+            ("driver", self.driver),
             ("libvirt", self.library_version),
-            ("ハイパーバイザのバージョン", self.hypervisor_version or "-"),
-            ("選ばれ方", self.chosen_by),
+            ("hypervisor version", self.hypervisor_version or "-"),
+            ("chosen by", self.chosen_by),
         ]
         for a in self.tried:
             if a.uri != self.requested_uri or a.reason:
-                rows.append((f"試した {a.uri}", a.reason or "応答あり"))
+                rows.append((f"tried {a.uri}", a.reason or "answered"))
         return rows
-
-    def describe(self):
-        """Which URI answered and why, as a two-column table."""
-        import pandas as pd
-
-        return pd.DataFrame(self.describe_rows(), columns=["項目", "値"]).set_index("項目")
 
     # -- domains -------------------------------------------------------------
 
