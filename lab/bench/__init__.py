@@ -12,5 +12,6 @@ The shared machinery (statistics, provenance, progress, recording) is in
 * :mod:`lab.bench.tour` - the KVM chapter's step-by-step walk, recorded.
 """
 
+# The registry first: a benchmark module may import Bench and register from lab.bench itself.
+from lab.bench.registry import BENCHES, Bench, register  # noqa: F401  # isort: skip
 from lab.bench import exits, io, tour  # noqa: F401  (each registers its benchmark)
-from lab.bench.registry import BENCHES, Bench, register  # noqa: F401
