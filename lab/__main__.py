@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from lab import __version__
+from lab import __version__, host
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
@@ -20,15 +20,46 @@ def _probe_args(p: argparse.ArgumentParser) -> None:
 
 
 def _probe_run(args: argparse.Namespace) -> int:
-    from lab import host
-
     result = host.probe()
-    print(result.to_json() if args.json else host.report_text(result))
+    print(result.to_json() if args.json else probe_text(result))
     return 0
 
 
+def probe_rows(p: host.Probe) -> list[tuple[str, str, str]]:
+    """(item, value, why) rows in plain English; the book's Japanese table is lab.book.host.report_rows."""
+    k, c, lv = p.kvm, p.cpu, p.libvirt
+    rows = [
+        ("cpu", f"{c.model or '?'} ({c.vendor or '?'})", c.reason or ""),
+        ("vmx/svm flags", ", ".join(c.virt_flags) or "none", "shown, not trusted: KVM may work without them"),
+        ("hypervisor bit", "yes" if c.hypervisor else "no", "yes: this kernel runs in a VM (KVM here is nested)"),
+        ("kvm", "usable" if k.usable else "not usable", k.reason or f"opened {k.device}, API {k.api_version}, "
+                                                                   f"created and closed an empty VM"),
+    ]
+    if (a := k.access) is not None:
+        rows.append((a.device, f"{a.owner}:{a.group} {a.mode}", "Debian's udev rule gives root:kvm crw-rw----"))
+        if a.qemu_can_open is not None:
+            rows.append((f"qemu as {a.qemu_user}:{a.qemu_group}", "can open it" if a.qemu_can_open else "cannot open it",
+                         f"fix, as root: {a.fix}" if a.fix else "libvirt's QEMU can use KVM"))
+    rows += [(f"module {m.name}", f"nested={m.nested}" if m.nested is not None else "loaded",
+              m.backend or m.nested_reason or "") for m in k.modules]
+    if not k.modules:
+        rows.append(("kvm modules", "none", k.modules_reason or ""))
+    rows.append(("libvirt-python", lv.library_version or "missing", lv.reason or ""))
+    rows += [(f"libvirt {u.uri}", f"{u.driver} {u.version}" if u.ok else "no answer", u.reason or "")
+             for u in lv.uris]
+    return rows
+
+
+def probe_text(p: host.Probe) -> str:
+    rows = probe_rows(p)
+    width = max(len(r[0]) for r in rows)
+    lines = [f"host {p.host_id}  kernel {p.kernel}  lab {p.lab_version}"]
+    lines += [f"{item:<{width}}  {value}" + (f"  -- {why}" if why else "") for item, value, why in rows]
+    return "\n".join(lines)
+
+
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from lab.bench import cli, io, qemu_io  # noqa: F401  (importing lab.bench.io registers the 'io' benchmark)
+    from lab.bench import cli
 
     cli.bench_args(p)
 
@@ -40,7 +71,7 @@ def _bench_run(args: argparse.Namespace) -> int:
 
 
 def _record_args(p: argparse.ArgumentParser) -> None:
-    from lab.bench import cli, io, qemu_io  # noqa: F401  (registers the 'io' and 'qemu-io' benchmarks)
+    from lab.bench import cli
 
     cli.record_args(p)
 

@@ -20,9 +20,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -122,16 +123,33 @@ def load_resource(package_dir: str | os.PathLike[str], name: str) -> pd.DataFram
     descriptor = read_descriptor(package_dir)
     resource = resource_descriptor(descriptor, name)
     csv_path = package_dir / resource.get("path", "")
-    where = str(csv_path)
     fields = _check_schema(resource.get("schema", {}), f"{package_dir / DESCRIPTOR} [{name}]")
+    raw = _read_csv(csv_path, [f["name"] for f in fields])
+    frame = pd.DataFrame({f["name"]: _parse_column(raw[f["name"]], f, str(csv_path)) for f in fields},
+                         columns=[f["name"] for f in fields])
+    for f in fields:
+        dtype = _DTYPES.get(f.get("type", "string"))
+        if dtype:
+            frame[f["name"]] = frame[f["name"]].astype(dtype)
+    _check_primary_key(frame, resource["schema"].get("primaryKey"), str(csv_path))
+    frame.attrs["resource"] = resource
+    frame.attrs["package"] = {k: v for k, v in descriptor.items() if k != "resources"}
+    return frame
+
+
+#: The pandas type of a column, per field type (the others stay Python objects).
+_DTYPES = {"integer": "Int64", "year": "Int64", "number": "float64", "boolean": "boolean"}
+
+
+def _read_csv(csv_path: Path, expected: list[str]) -> pd.DataFrame:
+    """The CSV as text cells, its columns checked against the schema's."""
+    where = str(csv_path)
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_filter=False)
     except FileNotFoundError:
         raise DataError(f"{where}: file listed in {DESCRIPTOR} does not exist") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{where}: not a well-formed CSV ({exc})") from None
-
-    expected = [f["name"] for f in fields]
     if list(raw.columns) != expected:
         missing = [c for c in expected if c not in raw.columns]
         extra = [c for c in raw.columns if c not in expected]
@@ -141,58 +159,50 @@ def load_resource(package_dir: str | os.PathLike[str], name: str) -> pd.DataFram
             + (f"; not in schema {extra}" if extra else "")
             + ("; order differs" if not missing and not extra else "")
         )
+    return raw
 
-    out: dict[str, list[Any]] = {}
-    for f in fields:
-        col, ftype = f["name"], f.get("type", "string")
-        parse = PARSERS[ftype]
-        cons = f.get("constraints", {})
-        pattern = re.compile(cons["pattern"]) if "pattern" in cons else None
-        values: list[Any] = []
-        for i, text in enumerate(raw[col]):
-            line = i + 2  # header is line 1
-            if text == "":
-                if cons.get("required"):
-                    raise DataError(f"{where}:{line}: column {col!r} is required but empty")
-                values.append(None)
-                continue
-            if pattern is not None and not pattern.fullmatch(text):
-                raise DataError(f"{where}:{line}: column {col!r} value {text!r} does not match {pattern.pattern!r}")
-            try:
-                value = parse(text)
-            except ValueError as exc:
-                raise DataError(f"{where}:{line}: column {col!r} value {text!r} is not a {ftype}: {exc}") from None
-            if "enum" in cons and value not in cons["enum"]:
-                raise DataError(f"{where}:{line}: column {col!r} value {text!r} not one of {cons['enum']}")
-            if "minimum" in cons and value < cons["minimum"]:
-                raise DataError(f"{where}:{line}: column {col!r} value {value} below minimum {cons['minimum']}")
-            if "maximum" in cons and value > cons["maximum"]:
-                raise DataError(f"{where}:{line}: column {col!r} value {value} above maximum {cons['maximum']}")
-            values.append(value)
-        if cons.get("unique"):
-            seen = [v for v in values if v is not None]
-            if len(seen) != len(set(seen)):
-                raise DataError(f"{where}: column {col!r} must be unique but has duplicates")
-        out[col] = values
 
-    frame = pd.DataFrame(out, columns=expected)
-    for f in fields:
-        ftype = f.get("type", "string")
-        if ftype in ("integer", "year"):
-            frame[f["name"]] = frame[f["name"]].astype("Int64")
-        elif ftype == "number":
-            frame[f["name"]] = frame[f["name"]].astype("float64")
-        elif ftype == "boolean":
-            frame[f["name"]] = frame[f["name"]].astype("boolean")
-    key = resource["schema"].get("primaryKey")
-    if key:
-        cols = [key] if isinstance(key, str) else list(key)
-        if frame.duplicated(subset=cols).any():
-            dup = frame[frame.duplicated(subset=cols, keep=False)][cols].head(3).to_dict("records")
-            raise DataError(f"{where}: primary key {cols} repeats, e.g. {dup}")
-    frame.attrs["resource"] = resource
-    frame.attrs["package"] = {k: v for k, v in descriptor.items() if k != "resources"}
-    return frame
+def _parse_column(cells: pd.Series, field: Mapping[str, Any], where: str) -> list[Any]:
+    """Parse and check one column's text cells against its field; ``DataError`` names the line."""
+    col, ftype = field["name"], field.get("type", "string")
+    parse = PARSERS[ftype]
+    cons = field.get("constraints", {})
+    pattern = re.compile(cons["pattern"]) if "pattern" in cons else None
+    values: list[Any] = []
+    for i, text in enumerate(cells):
+        line = i + 2  # header is line 1
+        if text == "":
+            if cons.get("required"):
+                raise DataError(f"{where}:{line}: column {col!r} is required but empty")
+            values.append(None)
+            continue
+        if pattern is not None and not pattern.fullmatch(text):
+            raise DataError(f"{where}:{line}: column {col!r} value {text!r} does not match {pattern.pattern!r}")
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise DataError(f"{where}:{line}: column {col!r} value {text!r} is not a {ftype}: {exc}") from None
+        if "enum" in cons and value not in cons["enum"]:
+            raise DataError(f"{where}:{line}: column {col!r} value {text!r} not one of {cons['enum']}")
+        if "minimum" in cons and value < cons["minimum"]:
+            raise DataError(f"{where}:{line}: column {col!r} value {value} below minimum {cons['minimum']}")
+        if "maximum" in cons and value > cons["maximum"]:
+            raise DataError(f"{where}:{line}: column {col!r} value {value} above maximum {cons['maximum']}")
+        values.append(value)
+    if cons.get("unique"):
+        seen = [v for v in values if v is not None]
+        if len(seen) != len(set(seen)):
+            raise DataError(f"{where}: column {col!r} must be unique but has duplicates")
+    return values
+
+
+def _check_primary_key(frame: pd.DataFrame, key: str | list[str] | None, where: str) -> None:
+    if not key:
+        return
+    cols = [key] if isinstance(key, str) else list(key)
+    if frame.duplicated(subset=cols).any():
+        dup = frame[frame.duplicated(subset=cols, keep=False)][cols].head(3).to_dict("records")
+        raise DataError(f"{where}: primary key {cols} repeats, e.g. {dup}")
 
 
 def validate_package(package_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +22,10 @@ def test_quick_run_measures_every_kind():
     assert list(by_kind) == list(exits.KINDS)
     for kind, r in by_kind.items():
         if kind == "hypercall" and r.status == "unavailable":
-            assert "never completed" in r.reason or "fault" in r.reason.lower() or r.reason
+            # one of the reasons probe_hypercall gives: the watchdog, an unexpected exit, a typed VMM error
+            known = r"never completed|ended in a \w+ exit|^\w+: |did not return|probe failed"
+            assert re.search(known, r.reason), r.reason
+            assert r.cycles_per_exit is None
             continue
         assert r.status == "ok", (kind, r.reason)
         assert r.cycles_per_exit > 0 and r.ns_per_exit > 0 and r.repeat == 3

@@ -115,29 +115,31 @@ def test_failed_record_leaves_the_old_package_untouched(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [prov["host_id"]]  # no temporary folder left
 
 
-def test_row_of_an_unknown_recording_is_an_error(tmp_path):
+@pytest.fixture()
+def recorded_csv(tmp_path):
+    """A recording of the exits benchmark in ``tmp_path``; the path of its CSV."""
     prov = _fake_prov()
     harness.record("exits", exits.to_frame(_fake_results(), prov), exits.FIELDS, prov, root=tmp_path)
-    csv = tmp_path / prov["host_id"] / "exits.csv"
+    return tmp_path / prov["host_id"] / "exits.csv"
+
+
+def test_row_of_an_unknown_recording_is_an_error(tmp_path, recorded_csv):
+    csv = recorded_csv
     csv.write_text(csv.read_text().replace("2026-11-26T08:00:00+00:00", "2026-11-26T07:00:00+00:00", 1))
     with pytest.raises(datapackage.DataError, match="not in provenance"):
         exits.load_recorded(tmp_path)
 
 
-def test_missing_column_is_an_error(tmp_path):
-    prov = _fake_prov()
-    harness.record("exits", exits.to_frame(_fake_results(), prov), exits.FIELDS, prov, root=tmp_path)
-    csv = tmp_path / prov["host_id"] / "exits.csv"
+def test_missing_column_is_an_error(tmp_path, recorded_csv):
+    csv = recorded_csv
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False).drop(columns=["cycles_per_exit"])
     frame.to_csv(csv, index=False)
     with pytest.raises(datapackage.DataError, match="missing"):
         exits.load_recorded(tmp_path)
 
 
-def test_wrong_type_is_an_error(tmp_path):
-    prov = _fake_prov()
-    harness.record("exits", exits.to_frame(_fake_results(), prov), exits.FIELDS, prov, root=tmp_path)
-    csv = tmp_path / prov["host_id"] / "exits.csv"
+def test_wrong_type_is_an_error(tmp_path, recorded_csv):
+    csv = recorded_csv
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
     frame.loc[0, "iterations"] = "many"
     frame.to_csv(csv, index=False)
@@ -167,13 +169,3 @@ def test_cli_rejects_unknown_kind(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "nonsense"])
     assert "invalid choice" in capsys.readouterr().err
-
-
-def test_recorded_hosts_lists_every_recording_host():
-    from lab import datapackage, paths
-    from lab.bench import harness
-
-    table = harness.recorded_hosts()
-    hosts = {p.name for p in datapackage.find_packages(paths.MEASURED_DIR)}
-    assert set(table["ホスト"]) == hosts
-    assert (table["記録の回数"] >= 1).all()

@@ -50,7 +50,7 @@ def test_every_toc_page_has_a_source_and_a_page(built):
 def test_build_log_has_no_warning():
     text = LOG.read_text(encoding="utf-8", errors="replace")
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    bad = [l for l in plain.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", l)]
+    bad = [line for line in plain.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
     assert not bad, "the build log has warnings:\n" + "\n".join(bad[:20])
     assert "build succeeded" in plain
 

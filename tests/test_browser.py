@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from test_book import HTML, toc_files
 
 from lab.paths import REPO_ROOT
-
-from test_book import HTML, toc_files
 
 pytestmark = pytest.mark.book
 
@@ -106,7 +104,7 @@ def test_mode_tabs_switch_figures(browser, server):
     """Clicking a tab shows another figure, and tabs of one group follow each other."""
     docs = pages_with_tabs()
     if not docs:
-        pytest.fail("no page of the book has switchable views (lab.widgets.Switchable)")
+        pytest.fail("no page of the book has switchable views (lab.book.widgets.Switchable)")
     for doc in docs:
         page, problems = open_page(browser, f"{server}/{doc}.html")
         try:

@@ -23,7 +23,8 @@ def make_package(tmp_path, csv_text, fields, **schema_extra):
 
 
 FIELDS = [
-    {"name": "host", "type": "string", "description": "host id", "constraints": {"required": True, "pattern": "[a-z]+-[0-9a-f]+"}},
+    {"name": "host", "type": "string", "description": "host id",
+     "constraints": {"required": True, "pattern": "[a-z]+-[0-9a-f]+"}},
     {"name": "kind", "type": "string", "description": "exit kind", "constraints": {"enum": ["cpuid", "pio"]}},
     {"name": "cycles", "type": "number", "description": "cycles", "constraints": {"minimum": 0}},
     {"name": "n", "type": "integer", "description": "repeat"},
@@ -69,7 +70,8 @@ def test_schema_problems(tmp_path):
     with pytest.raises(dp.DataError, match="has no description"):
         dp.load_resource(make_package(tmp_path, "host\nintel-ab\n", no_desc), "t")
     with pytest.raises(dp.DataError, match="unsupported type"):
-        dp.load_resource(make_package(tmp_path, "host\nx\n", [{"name": "host", "type": "blob", "description": "d"}]), "t")
+        fields = [{"name": "host", "type": "blob", "description": "d"}]
+        dp.load_resource(make_package(tmp_path, "host\nx\n", fields), "t")
     with pytest.raises(dp.DataError, match="no resource named 'u'"):
         dp.load_resource(make_package(tmp_path, GOOD, FIELDS), "u")
     with pytest.raises(dp.DataError, match="no data package descriptor"):

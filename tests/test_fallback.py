@@ -1,6 +1,6 @@
 """The recorded-data note names the host, the date and the reason."""
 
-from lab.fallback import live_note, recorded_note
+from lab.book.fallback import live_note, recorded_note
 
 
 def test_recorded_note_says_host_date_and_reason():

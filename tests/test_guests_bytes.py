@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from lab import guests
+from lab.book.guests import listing
 
 pytestmark = pytest.mark.skipif(shutil.which("as") is None or shutil.which("objcopy") is None,
                                 reason="needs GNU binutils (as, objcopy): apt-get install binutils")
@@ -68,8 +69,8 @@ def test_exit_loop_rejects_bad_arguments():
         guests.exit_loop("cpuid", 10, mode="real")
 
 
-def test_frame_and_text_show_bytes():
-    frame = guests.HELLO.frame()
+def test_listing_and_text_show_bytes():
+    frame = listing(guests.HELLO)
     assert list(frame.columns) == ["address", "bytes", "label", "assembly", "comment"]
     assert "ee" in frame["bytes"].tolist()
     assert "out dx, al" in guests.HELLO.text()

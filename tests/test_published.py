@@ -14,14 +14,13 @@ import json
 import re
 import shutil
 from datetime import date
-from pathlib import Path
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 
-from lab import published as pub  # noqa: E402
+from lab.book import published as pub  # noqa: E402
 from lab.datapackage import DataError, find_packages, load_resource, validate_package  # noqa: E402
 from lab.paths import DATA_DIR, PUBLISHED_DIR, REPO_ROOT  # noqa: E402
 
@@ -80,7 +79,7 @@ def test_transcribed_values_say_so():
 def test_gregg_least_certain_cell_is_marked():
     m = pub.gregg_matrix()
     unsure = m[~m["certain"].astype(bool)]
-    assert list(zip(unsure["type"], unsure["dimension"])) == [("Xen HVM 4.0.1", "interrupts & timers")]
+    assert list(zip(unsure["type"], unsure["dimension"], strict=True)) == [("Xen HVM 4.0.1", "interrupts & timers")]
     assert "least certain" in unsure["note"].iloc[0]
 
 
@@ -108,7 +107,7 @@ def test_missing_source_is_a_clear_error(tmp_path):
 def test_timeline_sorted_and_dates_parse():
     tl = pub.timeline()
     assert list(tl["start"]) == sorted(tl["start"]), "timeline.csv must be sorted by date"
-    for text, precision, start, end in zip(tl["date"], tl["precision"], tl["start"], tl["end"]):
+    for text, precision, start, end in zip(tl["date"], tl["precision"], tl["start"], tl["end"], strict=True):
         assert isinstance(start, date) and start <= end
         if precision == "day":
             assert date.fromisoformat(text) == start == end
@@ -149,7 +148,7 @@ def test_specweb_numbers_match_the_paper_text():
 def test_relative_performance_handles_lower_is_better():
     rel = pub.sosp_relative().set_index(["benchmark", "system"])["relative"]
     assert rel.xs("L", level="system").eq(1.0).all()
-    assert rel[("Linux build", "X")] == pytest.approx(263 / 271)
+    assert rel[("Linux build", "X")] == pytest.approx(0.9705, abs=1e-4)  # 263 s native against 271 s on Xen
     assert rel[("Linux build", "U")] < rel[("Linux build", "V")] < rel[("Linux build", "X")] < 1
 
 
@@ -206,15 +205,16 @@ def _prose(text: str) -> str:
 def test_prose_types_no_measured_number(path):
     prose = _prose(path.read_text(encoding="utf-8"))
     prose = re.sub(r"\d{4}\s*年(\s*\d{1,2}\s*月(\s*\d{1,2}\s*日)?)?", "", prose)
-    typed = re.findall(r"\d[\d,.]*\s*(?:%|％|倍|サイクル|秒|百万ドル|ドル|MB|kB|GB|GHz|クライアント|日後|年後|件)", prose)
+    units = r"(?:%|％|倍|サイクル|秒|百万ドル|ドル|MB|kB|GB|GHz|クライアント|日後|年後|件)"
+    typed = re.findall(r"\d[\d,.]*\s*" + units, prose)
     assert not typed, f"{path.name}: numbers typed into prose (glue them from data): {typed}"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_prose_dates_are_in_the_timeline(path):
     tl = pub.timeline()
-    days = {d for d, p in zip(tl["start"], tl["precision"]) if p == "day"}
-    months = {(d.year, d.month) for d, p in zip(tl["start"], tl["precision"]) if p in ("day", "month")}
+    days = {d for d, p in zip(tl["start"], tl["precision"], strict=True) if p == "day"}
+    months = {(d.year, d.month) for d, p in zip(tl["start"], tl["precision"], strict=True) if p in ("day", "month")}
     prose = _prose(path.read_text(encoding="utf-8"))
     for y, m, d in re.findall(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日", prose):
         assert date(int(y), int(m), int(d)) in days, f"{path.name}: {y}-{m}-{d} is not a day of the timeline"

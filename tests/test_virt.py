@@ -16,7 +16,8 @@ from conftest import say
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed (make setup)")
 
-from lab import virt  # noqa: E402
+from lab import virt  # noqa
+from lab.book import virt as book_virt  # noqa: E402
 from lab.paths import REPO_ROOT  # noqa: E402
 from lab.virt import connection as vconn  # noqa: E402
 from lab.virt import errors  # noqa: E402
@@ -94,7 +95,7 @@ def test_preferred_uri_that_does_not_answer_falls_back_with_its_reason():
         assert attempt.uri == dead and "no such file or directory" in attempt.reason.lower()
         assert "libvirt-daemons.sh" in attempt.reason
         assert used == virt.Attempt(TEST_URI, None)
-        table = c.describe()
+        table = book_virt.describe(c)
         assert table.loc["URI", "値"] == TEST_URI and f"試した {dead}" in table.index
 
 
@@ -463,7 +464,8 @@ def test_every_cited_key_is_in_references_bib():
 
 def test_mapping_table_for_the_book():
     table = virt.mapping_table()
-    assert table.index.name == "操作" and list(table.columns) == ["virsh", "libvirt API", "AWS CLI", "OpenStack CLI", "注"]
+    assert table.index.name == "操作"
+    assert list(table.columns) == ["virsh", "libvirt API", "AWS CLI", "OpenStack CLI", "注"]
     assert table.loc["suspend", "AWS CLI"] == "- (なし)"
     assert table.loc["start", "OpenStack CLI"] == "= openstack server start"
     assert table.loc["undefine", "AWS CLI"].startswith("≈ ")

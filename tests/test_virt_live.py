@@ -162,9 +162,9 @@ def test_real_daemon_errors_are_clear(virt, session, conn):
         dom.snapshot_revert("never")
     with pytest.raises(virt.Rejected):
         conn.call("define", conn.raw.defineXML,
-                  "<domain type='kvm'><name>%sbad</name><memory>65536</memory>"
+                  f"<domain type='kvm'><name>{RUN_PREFIX}bad</name><memory>65536</memory>"
                   "<devices><disk type='file' device='disk'><target dev='vda' bus='nonsense'/></disk></devices>"
-                  "</domain>" % RUN_PREFIX)
+                  "</domain>")
     assert f"{RUN_PREFIX}bad" not in virsh_names()
 
 

@@ -136,10 +136,10 @@ def test_families_and_the_xml_difference():
     assert emulated.disks[0].bus == "ide" and emulated.nic == "e1000" and emulated.targets() == ["hda"]
     assert emulated.with_family("virtio") == virtio
     diff = xml_diff(emulated, virtio, ("emulated", "virtio"))
-    removed = [l for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
-    added = [l for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
-    assert any('bus="ide"' in l for l in removed) and any('bus="virtio"' in l for l in added)
-    assert any('"e1000"' in l for l in removed) and any('"virtio"' in l for l in added)
+    removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert any('bus="ide"' in line for line in removed) and any('bus="virtio"' in line for line in added)
+    assert any('"e1000"' in line for line in removed) and any('"virtio"' in line for line in added)
     assert len(removed) == len(added) == 2, diff
     assert [r["bus_or_model"] for r in device_rows(emulated)] == ["ide", "e1000"]
     with pytest.raises(SpecError):

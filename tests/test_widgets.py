@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lab import plots
-from lab.widgets import MODE_IDS, Switchable
+from lab.book import plots
+from lab.book.widgets import MODE_IDS, Switchable
 
 
 def three_figures():
@@ -28,7 +28,7 @@ def test_static_tabs_have_one_image_per_mode_and_sync_ids():
     assert html.count('checked="checked"') == 1
     assert 'alt="PV の図"' in html and 'alt="例 (HVM)"' in html
     # ids are stable across renderings (execution cache, links)
-    assert Switchable({k: v.png for k, v in zip(MODE_IDS, s.views)}).to_html().count("lab-tab-") > 0
+    assert Switchable({k: v.png for k, v in zip(MODE_IDS, s.views, strict=True)}).to_html().count("lab-tab-") > 0
 
 
 def test_figures_are_closed_after_rendering():

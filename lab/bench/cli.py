@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
+from lab import host, kvm
 from lab.bench import BENCHES, harness
 
 
@@ -35,8 +37,6 @@ def _print_table(results) -> None:
 
 
 def _measure(b, args):
-    from lab import kvm
-
     progress = harness.Progress(b.steps(args), label=b.name)
     try:
         return b.measure(args, progress)
@@ -57,8 +57,6 @@ def bench_run(args: argparse.Namespace) -> int:
     if results is None:
         return 1
     if args.json:
-        import json
-
         print(json.dumps(b.as_json(results), ensure_ascii=False, indent=2))
     else:
         (b.show or _print_table)(results)
@@ -93,8 +91,6 @@ def _bench_namespace(b, args: argparse.Namespace) -> argparse.Namespace:
 
 
 def record_run(args: argparse.Namespace) -> int:
-    from lab import host
-
     probe = host.probe(libvirt_uris=())
     status = 0
     for name in args.only or list(BENCHES):

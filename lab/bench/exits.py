@@ -23,16 +23,18 @@ so that even a vCPU stuck inside the kernel cannot hang the caller.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
-import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from lab import guests, host, kvm
-from lab.bench.harness import Result, summarize
+from lab.bench.harness import RECORDING_KEY, Result, load_measured, tsc_provenance, tsc_rate
+from lab.bench.registry import Bench, register
 
 KINDS = guests.KINDS
 DEFAULT_REPEAT = 21
@@ -50,7 +52,10 @@ DESCRIPTIONS = {
     "pio_ioeventfd": "out to a port bound with KVM_IOEVENTFD: completed in the kernel",
 }
 #: Kinds whose exits return to this process, and how the run loop resumes them.
-_RESUME = {"pio_user": {"resume_out_ports": {guests.EXIT_PORT}}, "mmio_user": {"resume_mmio_writes": True}}
+_RESUME: dict[str, dict[str, Any]] = {
+    "pio_user": {"resume_out_ports": {guests.EXIT_PORT}},
+    "mmio_user": {"resume_mmio_writes": True},
+}
 
 
 def cpu_vendor() -> str:
@@ -96,10 +101,7 @@ def measure_kind(system, kind: str, *, repeat: int, iterations: int, mode: str =
             totals.append((end - start, ex.wall_ns))
             if on_rep:
                 on_rep()
-    tsc_source = "KVM_GET_TSC_KHZ"
-    if not tsc_khz:  # calibrate: guest TSC ticks against host nanoseconds over the same runs
-        tsc_khz = summarize([t / ns * 1e6 for t, ns in totals])["median"]
-        tsc_source = "calibrated against the host clock"
+    tsc_khz, tsc_source = tsc_rate(tsc_khz, totals)
     return Result.from_samples(kind, cycles, host_ns, iterations=iterations, tsc_khz=float(tsc_khz),
                                mode=mode, tsc_source=tsc_source, what=DESCRIPTIONS[kind])
 
@@ -182,18 +184,16 @@ def run(kinds: Sequence[str] = KINDS, *, repeat: int = DEFAULT_REPEAT, iteration
                                       extra={"mode": mode, "what": DESCRIPTIONS[kind]}))
     base = next((r for r in results if r.kind == "loop" and r.status == "ok"), None)
     for r in results:
-        if r.status == "ok" and base is not None:
+        if r.status == "ok" and base is not None and r.cycles_per_exit is not None \
+                and base.cycles_per_exit is not None:
             r.extra["net_cycles_per_exit"] = r.cycles_per_exit - base.cycles_per_exit
     return results
 
 
 # --------------------------------------------------------------------------- recording
 
-FIELDS = [
-    {"name": "host_id", "type": "string", "constraints": {"required": True},
-     "description": "host of the recording (see provenance.csv)"},
-    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
-     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+FIELDS: list[dict[str, Any]] = [
+    *RECORDING_KEY,
     {"name": "kind", "type": "string", "constraints": {"required": True, "enum": list(KINDS)},
      "description": "what the guest loop does per iteration (lab.bench.exits.DESCRIPTIONS)"},
     {"name": "status", "type": "string", "constraints": {"required": True, "enum": ["ok", "unavailable", "error"]},
@@ -215,7 +215,8 @@ FIELDS = [
     {"name": "ns_per_exit", "type": "number", "constraints": {"minimum": 0},
      "description": "cycles_per_exit converted to nanoseconds at tsc_khz"},
     {"name": "host_ns_per_exit", "type": "number", "constraints": {"minimum": 0},
-     "description": "host wall time of a run divided by its operations (median); for pio_user/mmio_user the KVM_RUN round trip"},
+     "description": "host wall time of a run divided by its operations (median); "
+                    "for pio_user/mmio_user the KVM_RUN round trip"},
     {"name": "tsc_khz", "type": "number", "constraints": {"minimum": 0},
      "description": "TSC rate used for the conversion, kHz"},
     {"name": "reason", "type": "string", "description": "why the kind is unavailable or failed; empty when ok"},
@@ -237,8 +238,40 @@ def to_frame(results: Sequence[Result], prov: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[f["name"] for f in FIELDS])
 
 
-def load_recorded(root=None) -> pd.DataFrame:
+def load_recorded(root: str | None = None) -> pd.DataFrame:
     """Every recorded exits measurement (all hosts), validated and joined with its provenance."""
-    from lab.bench.harness import load_measured
-
     return load_measured("exits", root)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, metavar="N",
+                   help=f"timed runs per kind (default {DEFAULT_REPEAT})")
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, metavar="N",
+                   help=f"exits per run (default {DEFAULT_ITERATIONS})")
+    p.add_argument("--mode", choices=("protected32", "long64"), default=DEFAULT_MODE,
+                   help="guest CPU mode of the timing loop")
+    p.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of: {', '.join(KINDS)}")
+
+
+def _kinds(args: argparse.Namespace) -> list[str]:
+    return [k.strip() for k in args.kinds.split(",") if k.strip()]
+
+
+def _measure(args: argparse.Namespace, progress: Any) -> list[Result]:
+    return run(_kinds(args), repeat=args.repeat, iterations=args.iterations, mode=args.mode, progress=progress)
+
+
+BENCH = register(Bench(
+    name="exits",
+    help="cost of one VMExit per kind (cpuid, hypercall, pio, mmio, ioeventfd), timed in the guest",
+    add_args=_args,
+    measure=_measure,
+    to_frame=to_frame,
+    fields=FIELDS,
+    description="guest-timed cost of one exit per kind (lab.bench.exits)",
+    steps=lambda args: args.repeat * len(_kinds(args)),
+    provenance=tsc_provenance,
+))

@@ -20,14 +20,15 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
-from lab import __version__, datapackage, paths
+from lab import __version__, datapackage, host, paths
 
 STATUSES = ("ok", "unavailable", "error")
 
@@ -45,6 +46,21 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     else:
         q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
     return {"median": statistics.median(vals), "q1": q1, "q3": q3, "min": vals[0], "max": vals[-1]}
+
+
+def tsc_rate(reported_khz: float | None, runs: Sequence[tuple[float, float]]) -> tuple[float, str]:
+    """The TSC rate (kHz) and where it comes from.
+
+    ``reported_khz`` is what ``KVM_GET_TSC_KHZ`` answered (0 or None when KVM
+    cannot say); then the rate is calibrated from ``runs``, pairs of (guest
+    TSC ticks, host nanoseconds) measured over the same runs: the median of
+    ticks per millisecond.
+    """
+    if reported_khz:
+        return float(reported_khz), "KVM_GET_TSC_KHZ"
+    if not runs:
+        raise ValueError("KVM does not report the TSC rate and there are no runs to calibrate it from")
+    return summarize([ticks / ns * 1e6 for ticks, ns in runs])["median"], "calibrated against the host clock"
 
 
 def cycles_to_ns(cycles: float, tsc_khz: float) -> float:
@@ -88,7 +104,7 @@ class Result:
 
     @classmethod
     def from_samples(cls, kind: str, cycles: Sequence[float], host_ns: Sequence[float], *,
-                     iterations: int, tsc_khz: float, **extra: Any) -> "Result":
+                     iterations: int, tsc_khz: float, **extra: Any) -> Result:
         s = summarize(cycles)
         return cls(kind, "ok", len(cycles), iterations, cycles_per_exit=s["median"],
                    ns_per_exit=cycles_to_ns(s["median"], tsc_khz),
@@ -117,18 +133,24 @@ def results_frame(results: Sequence[Result]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def tsc_provenance(results: Sequence[Result]) -> dict[str, Any]:
+    """The TSC rate of a recording, for its provenance row (from the first result that has one)."""
+    ok = [r for r in results if r.status == "ok" and r.tsc_khz]
+    if not ok:
+        return {}
+    return {"tsc_khz": ok[0].tsc_khz, "tsc_source": ok[0].extra.get("tsc_source", "")}
+
+
 # --------------------------------------------------------------------------- provenance
 
 
-def provenance(probe=None, **extra: Any) -> dict[str, Any]:
+def provenance(probe: host.Probe | None = None, **extra: Any) -> dict[str, Any]:
     """Where a measurement was made: one row of the ``provenance`` resource."""
-    from lab import host
-
     p = probe if probe is not None else host.probe(libvirt_uris=())
     mods = p.kvm.modules
     return {
         "host_id": p.host_id,
-        "recorded_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "recorded_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "cpu_vendor": p.cpu.vendor_short,
         "cpu_model": p.cpu.model or "unknown",
         "kernel": p.kernel,
@@ -142,12 +164,21 @@ def provenance(probe=None, **extra: Any) -> dict[str, Any]:
     }
 
 
-PROVENANCE_FIELDS = [
+#: The first two fields of every recorded resource: they point a row to its provenance row.
+RECORDING_KEY: list[dict[str, Any]] = [
+    {"name": "host_id", "type": "string", "constraints": {"required": True},
+     "description": "host of the recording (see provenance.csv)"},
+    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
+     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+]
+
+PROVENANCE_FIELDS: list[dict[str, Any]] = [
     {"name": "host_id", "type": "string", "constraints": {"required": True, "pattern": r"[a-z]+-[0-9a-f]{8}"},
      "description": "anonymised host name: CPU vendor and a hash of the machine id and CPU model (lab.host.host_id)"},
     {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
      "description": "when the recording finished (UTC, ISO 8601); with host_id the key of the recording"},
-    {"name": "cpu_vendor", "type": "string", "constraints": {"required": True, "enum": ["intel", "amd", "hygon", "centaur", "unknown"]},
+    {"name": "cpu_vendor", "type": "string",
+     "constraints": {"required": True, "enum": ["intel", "amd", "hygon", "centaur", "unknown"]},
      "description": "CPU vendor from /proc/cpuinfo"},
     {"name": "cpu_model", "type": "string", "constraints": {"required": True},
      "description": "CPU model name from /proc/cpuinfo"},
@@ -209,6 +240,11 @@ def host_dir(host_id: str, root: str | Path | None = None) -> Path:
     return Path(root if root is not None else paths.MEASURED_DIR) / host_id
 
 
+def _cell(value: Any) -> str:
+    """A provenance value as its CSV text."""
+    return "true" if value is True else "false" if value is False else "" if value is None else str(value)
+
+
 def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], prov: dict[str, Any], *,
            root: str | Path | None = None, description: str = "", replace: bool = False) -> Path:
     """Write ``frame`` as resource ``resource`` of ``data/measured/<host-id>/``, atomically.
@@ -236,8 +272,7 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
             "resources": [],
         }
     prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
-    row = {f["name"]: prov.get(f["name"], "") for f in PROVENANCE_FIELDS}
-    row = {k: ("true" if v is True else "false" if v is False else ("" if v is None else str(v))) for k, v in row.items()}
+    row = {f["name"]: _cell(prov.get(f["name"], "")) for f in PROVENANCE_FIELDS}
     same = (prov_frame["host_id"] == row["host_id"]) & (
         pd.to_datetime(prov_frame["recorded_at"]) == pd.to_datetime(row["recorded_at"]))
     if not same.any():  # benchmarks recorded by one command within the same second share a row
@@ -250,9 +285,9 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
         old = None
         frames.pop(resource)
         used = {(h, t) for name, f in frames.items() if name != "provenance"
-                for h, t in zip(f["host_id"], f["recorded_at"])}
+                for h, t in zip(f["host_id"], f["recorded_at"], strict=True)}
         used.add((row["host_id"], row["recorded_at"]))
-        keep = [(h, t) in used for h, t in zip(prov_frame["host_id"], prov_frame["recorded_at"])]
+        keep = [(h, t) in used for h, t in zip(prov_frame["host_id"], prov_frame["recorded_at"], strict=True)]
         frames["provenance"] = prov_frame[keep].reset_index(drop=True)
     if old is not None:  # keep older recordings of the same benchmark
         frame = pd.concat([old, frame.astype(str).replace({"nan": "", "None": "", "<NA>": ""})],
@@ -277,7 +312,7 @@ def check_links(package_dir: str | Path) -> None:
     prov = package.get("provenance")
     if prov is None:
         raise datapackage.DataError(f"{package_dir}: no provenance resource")
-    keys = set(zip(prov["host_id"], prov["recorded_at"]))
+    keys = set(zip(prov["host_id"], prov["recorded_at"], strict=True))
     host = Path(package_dir).name
     if set(prov["host_id"]) - {host}:
         raise datapackage.DataError(f"{package_dir}: provenance names hosts {sorted(set(prov['host_id']))}, "
@@ -285,28 +320,11 @@ def check_links(package_dir: str | Path) -> None:
     for name, frame in package.items():
         if name == "provenance":
             continue
-        for i, key in enumerate(zip(frame["host_id"], frame["recorded_at"])):
+        for i, key in enumerate(zip(frame["host_id"], frame["recorded_at"], strict=True)):
             if key not in keys:
                 raise datapackage.DataError(
                     f"{package_dir}/{name}.csv:{i + 2}: row points to recording {key} "
                     f"which is not in provenance.csv (unknown host or recording)")
-
-
-def recorded_hosts(root: str | Path | None = None) -> pd.DataFrame:
-    """One row per host under ``data/measured``: what it is and when it was last recorded (Japanese headings)."""
-    root = Path(root if root is not None else paths.MEASURED_DIR)
-    rows = []
-    for pkg in datapackage.find_packages(root):
-        prov = datapackage.load_resource(pkg, "provenance").sort_values("recorded_at")
-        last = prov.iloc[-1]
-        rows.append({
-            "ホスト": last["host_id"], "CPU": last["cpu_model"], "カーネル": last["kernel"],
-            "入れ子": "はい" if last["nested"] else "いいえ", "KVM モジュール": last["kvm_modules"],
-            "記録の回数": len(prov), "最後の記録 (UTC)": f"{last['recorded_at']:%Y-%m-%d %H:%M}",
-        })
-    if not rows:
-        raise datapackage.DataError(f"no recording under {root}: run 'python -m lab record' on a KVM host")
-    return pd.DataFrame(rows)
 
 
 def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame:
@@ -322,7 +340,8 @@ def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame
         prov = datapackage.load_resource(pkg, "provenance")
         frames.append(data.merge(prov, on=["host_id", "recorded_at"], how="left", validate="many_to_one"))
     if not frames:
-        raise datapackage.DataError(f"no recording of {resource!r} under {root}: run 'python -m lab record' on a KVM host")
+        raise datapackage.DataError(
+            f"no recording of {resource!r} under {root}: run 'python -m lab record' on a KVM host")
     return pd.concat(frames, ignore_index=True)
 
 

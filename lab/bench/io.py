@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
-from lab.bench import Bench, register
-from lab.bench.harness import Result, summarize
+from lab import kvm
+from lab.bench.harness import RECORDING_KEY, Result, load_measured, summarize, tsc_provenance, tsc_rate
+from lab.bench.registry import Bench, register
 from lab.devices import guests as io_guests
 from lab.devices import live
+from lab.kvm.system import System  # the type (lab.kvm re-exports it)
 
 MODES = live.MODES
 DEFAULT_REPEAT = 5
@@ -55,16 +58,17 @@ def _ints(text: str, what: str) -> list[int]:
     return values
 
 
+Config = tuple[int, int, str]  #: (size, batch, mode)
+
+
 def run(modes: Sequence[str] = MODES, *, batches: Sequence[int] = DEFAULT_BATCHES,
         sizes: Sequence[int] = DEFAULT_SIZES, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT,
-        progress=None, system=None) -> list[Result]:
+        progress: Any = None, system: System | None = None) -> list[Result]:
     """Measure every (size, batch, mode); one :class:`Result` each, in that order.
 
     Raises :class:`lab.kvm.KvmUnavailable` without a usable KVM and
     :class:`ValueError` for bad parameters (before anything runs).
     """
-    from lab import kvm
-
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
     configs = [(s, b, m) for s in sizes for b in batches for m in modes]
@@ -77,54 +81,58 @@ def run(modes: Sequence[str] = MODES, *, batches: Sequence[int] = DEFAULT_BATCHE
 
     for m in modes:  # warm-up: first VM, first page faults, imports; dropped
         live.run_io(m, min(count, 16), sizes[0], 1, system=system)
-    samples: dict[tuple, list[live.IoRun]] = {c: [] for c in configs}
-    failures: dict[tuple, str] = {}
-    for _ in range(repeat):
-        for s, b, m in configs:
-            if (s, b, m) in failures:
+    samples: dict[Config, list[live.IoRun]] = {c: [] for c in configs}
+    failures: dict[Config, str] = {}
+    for _ in range(repeat):  # the configurations interleaved inside each repetition
+        for config in configs:
+            if config in failures:
                 continue
             try:
-                r = live.run_io(m, count, s, b, system=system)
-            except (kvm.GuestError, live.IoRunError) as exc:
-                failures[(s, b, m)] = f"{type(exc).__name__}: {exc}"
-                continue
+                samples[config].append(_checked_run(config, count, system))
+            except (kvm.GuestError, live.IoRunError, _ModelMismatch) as exc:
+                failures[config] = str(exc) if isinstance(exc, _ModelMismatch) else f"{type(exc).__name__}: {exc}"
             finally:
                 if progress:
-                    progress.step(f"{m} b={b}")
-            expected = io_guests.expected_exits(m, count, s, b)
-            if not r.ok:
-                failures[(s, b, m)] = (f"the device received {r.requests} requests / checksum {r.checksum}, "
-                                       f"expected {count} / {r.expected}; errors: {r.errors[:3]}")
-            elif r.exits != expected:
-                failures[(s, b, m)] = f"{r.exits} exits to userspace, the model says {expected}"
-            samples[(s, b, m)].append(r)
+                    progress.step(f"{config[2]} b={config[1]}")
+    return [_result(c, count, repeat, samples[c], failures.get(c)) for c in configs]
 
-    results = []
-    for s, b, m in configs:
-        extra = {"mode": "protected32", "batch": b, "size": s, "what": DESCRIPTIONS[m],
-                 "expected_exits_per_request": io_guests.expected_exits(m, count, s, b) / count}
-        if (s, b, m) in failures:
-            results.append(Result(m, "error", repeat, count, reason=failures[(s, b, m)], extra=extra))
-            continue
-        runs = samples[(s, b, m)]
-        tsc = next((r.tsc_khz for r in runs if r.tsc_khz), None)
-        tsc_source = "KVM_GET_TSC_KHZ"
-        if not tsc:
-            tsc = summarize([r.guest_cycles / r.wall_ns * 1e6 for r in runs])["median"]
-            tsc_source = "calibrated against the host clock"
-        rps = summarize([r.requests_per_s for r in runs])
-        extra.update(
-            exits_per_request=statistics.median(r.exits_per_request for r in runs),
-            kicks_per_run=statistics.median(max(r.kicks, r.eventfd_kicks) for r in runs),
-            requests_per_s=rps["median"], requests_per_s_q1=rps["q1"], requests_per_s_q3=rps["q3"],
-            bytes_per_s=rps["median"] * s, checksum_ok=True, tsc_source=tsc_source,
-        )
-        epr, rate = extra["exits_per_request"], extra["requests_per_s"]
-        extra["what"] = f"b={b:<3} S={s}: {rate:>9,.0f} req/s {epr:>7.3f} exits/req"
-        results.append(Result.from_samples(m, [r.cycles_per_request for r in runs],
-                                           [r.wall_ns / r.count for r in runs],
-                                           iterations=count, tsc_khz=float(tsc), **extra))
-    return results
+
+class _ModelMismatch(Exception):
+    """A run whose bytes or exit count do not match the model."""
+
+
+def _checked_run(config: Config, count: int, system: System) -> live.IoRun:
+    """One run of ``config``; :class:`_ModelMismatch` when the device or the exit count disagree with the model."""
+    s, b, m = config
+    r = live.run_io(m, count, s, b, system=system)
+    expected = io_guests.expected_exits(m, count, s, b)
+    if not r.ok:
+        raise _ModelMismatch(f"the device received {r.requests} requests / checksum {r.checksum}, "
+                             f"expected {count} / {r.expected}; errors: {r.errors[:3]}")
+    if r.exits != expected:
+        raise _ModelMismatch(f"{r.exits} exits to userspace, the model says {expected}")
+    return r
+
+
+def _result(config: Config, count: int, repeat: int, runs: list[live.IoRun], failure: str | None) -> Result:
+    """The :class:`Result` of one configuration from its runs (or its failure)."""
+    s, b, m = config
+    extra: dict[str, Any] = {"mode": "protected32", "batch": b, "size": s, "what": DESCRIPTIONS[m],
+                             "expected_exits_per_request": io_guests.expected_exits(m, count, s, b) / count}
+    if failure is not None:
+        return Result(m, "error", repeat, count, reason=failure, extra=extra)
+    reported = next((r.tsc_khz for r in runs if r.tsc_khz), None)
+    tsc, tsc_source = tsc_rate(reported, [(r.guest_cycles, r.wall_ns) for r in runs])
+    rps = summarize([r.requests_per_s for r in runs])
+    extra.update(
+        exits_per_request=statistics.median(r.exits_per_request for r in runs),
+        kicks_per_run=statistics.median(max(r.kicks, r.eventfd_kicks) for r in runs),
+        requests_per_s=rps["median"], requests_per_s_q1=rps["q1"], requests_per_s_q3=rps["q3"],
+        bytes_per_s=rps["median"] * s, checksum_ok=True, tsc_source=tsc_source,
+    )
+    extra["what"] = f"b={b:<3} S={s}: {rps['median']:>9,.0f} req/s {extra['exits_per_request']:>7.3f} exits/req"
+    return Result.from_samples(m, [r.cycles_per_request for r in runs], [r.wall_ns / r.count for r in runs],
+                               iterations=count, tsc_khz=tsc, **extra)
 
 
 def wide_table(results: Sequence[Result] | pd.DataFrame) -> pd.DataFrame:
@@ -140,11 +148,8 @@ def wide_table(results: Sequence[Result] | pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- recording
 
-FIELDS = [
-    {"name": "host_id", "type": "string", "constraints": {"required": True},
-     "description": "host of the recording (see provenance.csv)"},
-    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
-     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+FIELDS: list[dict[str, Any]] = [
+    *RECORDING_KEY,
     {"name": "mode", "type": "string", "constraints": {"required": True, "enum": list(MODES)},
      "description": "how the guest hands requests to the device (lab.bench.io.DESCRIPTIONS)"},
     {"name": "batch", "type": "integer", "constraints": {"required": True, "minimum": 1},
@@ -201,10 +206,8 @@ def to_frame(results: Sequence[Result], prov: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[f["name"] for f in FIELDS])
 
 
-def load_recorded(root=None) -> pd.DataFrame:
+def load_recorded(root: str | None = None) -> pd.DataFrame:
     """Every recorded io measurement (all hosts), validated and joined with its provenance."""
-    from lab.bench.harness import load_measured
-
     return load_measured("io", root)
 
 
@@ -238,13 +241,6 @@ def _steps(args: argparse.Namespace) -> int:
     return args.repeat * n * len([m for m in args.modes.split(",") if m.strip()])
 
 
-def _prov(results: Sequence[Result]) -> dict:
-    ok = [r for r in results if r.status == "ok" and r.tsc_khz]
-    if not ok:
-        return {}
-    return {"tsc_khz": ok[0].tsc_khz, "tsc_source": ok[0].extra.get("tsc_source", "")}
-
-
 BENCH = register(Bench(
     name="io",
     help="the same requests through an emulated, a PV and a virtio device: exits and requests/s",
@@ -254,5 +250,5 @@ BENCH = register(Bench(
     fields=FIELDS,
     description="N requests of S bytes through the emulated, PV and virtio toy devices (lab.bench.io)",
     steps=_steps,
-    provenance=_prov,
+    provenance=tsc_provenance,
 ))

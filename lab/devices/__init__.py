@@ -7,7 +7,6 @@
 * :mod:`lab.devices.guests` - the guest programs, one per mode, as listings;
 * :mod:`lab.devices.live` - running them on the mini VMM (:mod:`lab.kvm`);
 * :mod:`lab.devices.sim` - the same protocols with Python as the guest (no KVM);
-* :mod:`lab.devices.report` - what the virtio chapter shows (live or recorded, switchable figures).
 
 The pure parts (memory, virtqueue, models, sim) need neither KVM nor root.
 """

@@ -260,11 +260,11 @@ class VhostWorker:
         self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="vhost-worker", daemon=True)
 
-    def __enter__(self) -> "VhostWorker":
+    def __enter__(self) -> VhostWorker:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _loop(self) -> None:
@@ -318,14 +318,14 @@ class Delivery:
     size: int
     batch: int
     exits: int                 #: returns to the VMM's userspace (the final hlt not counted)
-    exits_by_port: dict = field(default_factory=dict)
+    exits_by_port: dict[str, int] = field(default_factory=dict)
     kicks: int = 0             #: notifications the guest made (virtio modes)
     eventfd_kicks: int = 0     #: notifications counted by the ioeventfd (completed in the kernel)
     requests: int = 0          #: requests the device received
     bytes: int = 0             #: bytes the device received
     checksum: str = ""         #: of the bytes the device received
     expected: str = ""         #: of the payload the host put in guest memory
-    errors: list = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -17,7 +17,7 @@ from collections import Counter
 from lab.devices import abi
 from lab.devices.live import check_params, payload
 from lab.devices.memory import GuestMemory
-from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, expected_checksum
+from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, VirtioDevice, expected_checksum
 from lab.devices.virtqueue import DriverQueue, Layout
 
 
@@ -31,7 +31,7 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
     data = payload(count, size, seed)
     mem = GuestMemory(bytearray(abi.memory_size_for(count, size)))
     mem.write(abi.DATA, data)
-    ports: Counter = Counter()
+    ports: Counter[int] = Counter()
     kicks = eventfd_kicks = 0
     layout = Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
     driver = DriverQueue(mem, layout) if mode.startswith("virtio") else None
@@ -55,6 +55,8 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
             mem.set_u32(r + abi.R_STATUS, abi.PV_PENDING)
             out(abi.PV_PORT, r)
     else:
+        if not isinstance(device, VirtioDevice) or driver is None:  # check_params admits no other mode
+            raise ValueError(f"unknown mode {mode!r}")
         worker = VhostWorker(device).__enter__() if mode == "virtio_ioeventfd" else None
         try:
             for first in range(0, count, batch):
@@ -69,7 +71,7 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
                     os.eventfd_write(worker.kick_fd, 1)
                 got = 0
                 while got < n and not device.errors:  # the guest waits for used.idx
-                    got += sum(1 for _ in driver.used())
+                    got += len(list(driver.used()))
                     if got < n:
                         time.sleep(0.0001)  # let the worker thread have the GIL
         finally:

@@ -26,8 +26,9 @@ outside guest memory could be touched (every access goes through
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from lab.devices.memory import DeviceError, GuestMemory, GuestMemoryError
 
@@ -69,7 +70,7 @@ class Layout:
         return DESC_SIZE * size, 6 + 2 * size, 6 + 8 * size
 
     @classmethod
-    def contiguous(cls, base: int, size: int) -> "Layout":
+    def contiguous(cls, base: int, size: int) -> Layout:
         """The three parts one after another from ``base``, each aligned as the spec asks."""
         d, a, _ = cls.sizes(size)
         desc = _align(base, DESC_ALIGN)
@@ -79,7 +80,7 @@ class Layout:
 
     @property
     def end(self) -> int:
-        return max(p + s for p, s in zip((self.desc, self.avail, self.used), self.sizes(self.size)))
+        return max(p + s for p, s in zip((self.desc, self.avail, self.used), self.sizes(self.size), strict=True))
 
     def check(self, mem: GuestMemory) -> None:
         """Raise :class:`VirtqueueError` unless this layout is valid inside ``mem``."""
@@ -88,7 +89,7 @@ class Layout:
             raise VirtqueueError(f"queue size {n} is not a power of 2 between 1 and {MAX_QUEUE_SIZE}")
         parts = list(zip(("descriptor table", "available ring", "used ring"),
                          (self.desc, self.avail, self.used), (DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN),
-                         self.sizes(n)))
+                         self.sizes(n), strict=True))
         for name, addr, alignment, length in parts:
             if addr % alignment:
                 raise VirtqueueError(f"{name} at {addr:#x} is not aligned to {alignment} bytes")
@@ -105,7 +106,7 @@ class Layout:
 class Descriptor(NamedTuple):
     """One entry of the descriptor table, as read (a NamedTuple: cheap on the hot path)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the spec's word; shadows tuple.index, which nobody calls here
     addr: int
     len: int
     flags: int
@@ -127,6 +128,17 @@ class Chain(NamedTuple):
 
     def writable(self) -> list[Descriptor]:
         return [d for d in self.descriptors if d.writable]
+
+
+def read_descriptor(mem: GuestMemory, layout: Layout, index: int) -> Descriptor:
+    """Entry ``index`` of the descriptor table as it stands in memory (bounds-checked by ``mem``)."""
+    return Descriptor(index, *_DESC.unpack(mem.read(layout.desc + DESC_SIZE * index, DESC_SIZE)))
+
+
+def read_used_elem(mem: GuestMemory, layout: Layout, slot: int) -> tuple[int, int]:
+    """Slot ``slot`` of the used ring: ``(id, len)``, the head of a returned chain and the bytes written."""
+    head, written = _USED_ELEM.unpack(mem.read(layout.used + 4 + _USED_ELEM.size * slot, _USED_ELEM.size))
+    return head, written
 
 
 class DeviceQueue:
@@ -274,7 +286,7 @@ class DriverQueue:
         if len(buffers) > len(self.free):
             raise ValueError(f"queue full: {len(buffers)} descriptors wanted, {len(self.free)} free")
         indices = [self.free.pop(0) for _ in buffers]
-        for i, (index, (addr, length, writable)) in enumerate(zip(indices, buffers)):
+        for i, (index, (addr, length, writable)) in enumerate(zip(indices, buffers, strict=True)):
             last = i == len(buffers) - 1
             flags = (0 if last else VIRTQ_DESC_F_NEXT) | (VIRTQ_DESC_F_WRITE if writable else 0)
             self.write_descriptor(index, addr, length, flags, 0 if last else indices[i + 1])
@@ -296,14 +308,14 @@ class DriverQueue:
         used_idx = self.mem.u16(self.layout.used + 2)
         while self.last_used_idx != used_idx:
             slot = self.last_used_idx % self.layout.size
-            head, written = _USED_ELEM.unpack(self.mem.read(self.layout.used + 4 + 8 * slot, 8))
+            head, written = read_used_elem(self.mem, self.layout, slot)
             index = head
             while True:  # give the chain's descriptors back to the free list
-                addr, length, flags, nxt = _DESC.unpack(self.mem.read(self.layout.desc + DESC_SIZE * index, 16))
+                desc = read_descriptor(self.mem, self.layout, index)
                 self.free.append(index)
-                if not flags & VIRTQ_DESC_F_NEXT:
+                if not desc.flags & VIRTQ_DESC_F_NEXT:
                     break
-                index = nxt
+                index = desc.next
             self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
             yield head, written
 
@@ -311,5 +323,5 @@ class DriverQueue:
 __all__ = [
     "Chain", "Descriptor", "DeviceQueue", "DriverQueue", "GuestMemoryError", "Layout", "VirtqueueError",
     "VIRTQ_DESC_F_NEXT", "VIRTQ_DESC_F_WRITE", "VIRTQ_DESC_F_INDIRECT",
-    "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY",
+    "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY", "read_descriptor", "read_used_elem",
 ]

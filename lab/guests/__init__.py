@@ -14,16 +14,20 @@ Memory map shared by the guests (all inside the first 64 KiB of guest RAM):
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from lab.guests import asm
-from lab.guests.asm import Insn, Label, simple
+from lab.guests.asm import Item, Label, Line, simple
 
 CODE_ADDR = 0x1000
 RESULT_ADDR = 0x0800
 MMIO_ADDR = 0xD000_0000
 SERIAL_PORT = 0x3F8  # COM1's data register: the classic "print a byte" port
 EXIT_PORT = 0x0510  # the port the timing loops write to; no device is there
+
+#: The columns of :meth:`Program.rows`.
+LISTING_COLUMNS = ("address", "bytes", "label", "assembly", "comment")
 
 HYPERCALL_INSN = {"intel": asm.VMCALL, "amd": asm.VMMCALL, "hygon": asm.VMMCALL}
 
@@ -36,17 +40,12 @@ class Program:
     mode: str
     origin: int
     code: bytes
-    listing: tuple
+    listing: tuple[Line, ...]
     description: str
 
-    def frame(self):
-        """The listing as a table: address, bytes, label, assembly, comment."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            [(f"{a:#06x}", b.hex(" "), lab, text, com) for a, b, lab, text, com in self.listing],
-            columns=["address", "bytes", "label", "assembly", "comment"],
-        )
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """The listing as text cells: address, bytes, label, assembly, comment."""
+        return [(f"{a:#06x}", b.hex(" "), label, text, com) for a, b, label, text, com in self.listing]
 
     def source(self) -> str:
         """GNU as source of the program (what the byte test assembles)."""
@@ -67,17 +66,19 @@ class Program:
         return "\n".join(rows)
 
     def _repr_html_(self) -> str:
-        return self.frame().to_html(index=False)
+        head = "".join(f"<th>{h}</th>" for h in LISTING_COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _program(name: str, mode: str, items: list, description: str, origin: int = CODE_ADDR) -> Program:
+def _program(name: str, mode: str, items: list[Item], description: str, origin: int = CODE_ADDR) -> Program:
     code, listing = asm.assemble(items, origin)
     return Program(name, mode, origin, code, tuple(listing), description)
 
 
 def hello(text: str = "Hi\n") -> Program:
     """Real mode: write ``text`` to the serial port a byte at a time, then halt."""
-    items: list = [asm.mov_dx_imm16(SERIAL_PORT, "real", "COM1 data port")]
+    items: list[Item] = [asm.mov_dx_imm16(SERIAL_PORT, "real", "COM1 data port")]
     for ch in text.encode("ascii"):
         items += [asm.mov_al_imm8(ch, repr(chr(ch))), simple(*asm.OUT_DX_AL, comment="exit: KVM_EXIT_IO")]
     items.append(simple(*asm.HLT, comment="exit: KVM_EXIT_HLT"))
@@ -90,7 +91,7 @@ HELLO = hello()
 KINDS = ("loop", "cpuid", "hypercall", "pio_user", "mmio_user", "pio_ioeventfd")
 
 
-def body(kind: str, mode: str = "protected32", vendor: str = "intel") -> list:
+def body(kind: str, mode: str = "protected32", vendor: str = "intel") -> list[Item]:
     """The instruction(s) inside the timing loop whose exit is measured."""
     if kind == "cpuid":
         return [simple(*asm.XOR_EAX_EAX, comment="leaf 0"), simple(*asm.CPUID, comment="exit, handled in the kernel")]
@@ -108,7 +109,7 @@ def body(kind: str, mode: str = "protected32", vendor: str = "intel") -> list:
     raise ValueError(f"unknown exit kind {kind!r}; choose one of {KINDS}")
 
 
-def hypercall_body(vendor: str) -> list:
+def hypercall_body(vendor: str) -> list[Item]:
     """``vmcall`` on Intel, ``vmmcall`` on AMD, with hypercall number 0 (not implemented: -KVM_ENOSYS)."""
     text, code = HYPERCALL_INSN.get(vendor, asm.VMCALL)
     return [simple(*asm.XOR_EAX_EAX, comment="hypercall number 0"), simple(text, code, comment="exit to KVM")]
@@ -125,22 +126,22 @@ def exit_loop(kind: str, iterations: int, *, vendor: str = "intel", mode: str = 
     if mode not in ("protected32", "long64"):
         raise ValueError(f"timing loops run in protected32 or long64, not {mode!r}")
     r = RESULT_ADDR
-    items: list = [
+    items: list[Item] = [
         asm.mov_imm32("ebp", iterations, "loop counter"),
         asm.mov_imm32("ebx", MMIO_ADDR, "address with no memory"),
         simple(*asm.RDTSC, comment="start: edx:eax = TSC"),
-        asm.mov_reg32("esi", "eax"),
-        asm.mov_reg32("edi", "edx"),
+        asm.op("mov", "esi", "eax"),
+        asm.op("mov", "edi", "edx"),
         asm.mov_dx_imm16(EXIT_PORT, mode, "port for out (after rdtsc, which sets edx)"),
         Label("loop"),
         *body(kind, mode, vendor),
         simple(*(asm.DEC_EBP_64 if mode == "long64" else asm.DEC_EBP)),
-        asm.jnz("loop"),
+        asm.jump("jnz", "loop"),
         simple(*asm.RDTSC, comment="end"),
-        asm.store_abs32(r, "esi", "results for the host", mode=mode),
-        asm.store_abs32(r + 4, "edi", mode=mode),
-        asm.store_abs32(r + 8, "eax", mode=mode),
-        asm.store_abs32(r + 12, "edx", mode=mode),
+        asm.store(r, "esi", "results for the host", mode=mode),
+        asm.store(r + 4, "edi", mode=mode),
+        asm.store(r + 8, "eax", mode=mode),
+        asm.store(r + 12, "edx", mode=mode),
         simple(*asm.HLT, comment="exit: KVM_EXIT_HLT"),
     ]
     return _program(f"exit_loop_{kind}", mode, items, f"{mode}: {iterations} x {kind}, timed with rdtsc")

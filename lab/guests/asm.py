@@ -1,17 +1,21 @@
-"""A tiny x86 "assembler" for the book's guests: each instruction is written
-once as GNU assembler text (Intel syntax) together with its machine bytes.
+"""A tiny table-driven x86 "assembler" for the book's guests.
 
-It is deliberately not a real assembler: it knows only the handful of
-instruction forms the guests use, and every helper returns both the text the
-reader sees and the bytes the CPU runs. ``tests/test_guests_bytes.py``
-assembles the text with GNU ``as`` and checks the bytes match.
+Each instruction is written once as GNU assembler text (Intel syntax)
+together with its machine bytes. It is deliberately not a real assembler: it
+knows only the instruction forms the guests use, each from a small opcode
+table, and every helper returns both the text the reader sees and the bytes
+the CPU runs. ``tests/test_guests_bytes.py`` and
+``tests/test_devices_guests.py`` assemble the text with GNU ``as`` and check
+that the bytes match; where GNU as would pick a shorter form than the one
+encoded here, the helper refuses the operands.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 REG32 = {"eax": 0, "ecx": 1, "edx": 2, "ebx": 3, "esp": 4, "ebp": 5, "esi": 6, "edi": 7}
+REG16 = {"ax": 0, "cx": 1, "dx": 2, "bx": 3, "sp": 4, "bp": 5, "si": 6, "di": 7}
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,54 @@ class Label:
     name: str
 
 
+Item = Insn | Label
+#: One listing row: address, bytes, label, assembly, comment.
+Line = tuple[int, bytes, str, str, str]
+
+# --------------------------------------------------------------------------- opcode tables
+
+#: Instructions without operands to choose: text -> bytes.
+FIXED = {
+    "rdtsc": b"\x0f\x31",
+    "cpuid": b"\x0f\xa2",
+    "vmcall": b"\x0f\x01\xc1",
+    "vmmcall": b"\x0f\x01\xd9",
+    "hlt": b"\xf4",
+    "ud2": b"\x0f\x0b",
+    "pause": b"\xf3\x90",
+    "out dx, al": b"\xee",
+    "out dx, ax": b"\x66\xef",
+    "out dx, eax": b"\xef",
+    "xor eax, eax": b"\x31\xc0",
+    "dec ebp": b"\x4d",  # 32-bit only: 0x4d is a REX prefix in 64-bit code
+    "mov byte ptr [ebx], al": b"\x88\x03",
+    "mov byte ptr [rbx], al": b"\x88\x03",
+    "jmp eax": b"\xff\xe0",
+    "jmp rax": b"\xff\xe0",
+}
+#: ``op r/m32, r32`` (register to register): mnemonic -> opcode.
+REG_REG = {"mov": 0x89, "add": 0x01, "sub": 0x29, "xor": 0x31, "cmp": 0x39, "test": 0x85}
+#: Short conditional and unconditional jumps to a label: mnemonic -> opcode (rel8 follows).
+JUMPS = {"jmp": 0xEB, "jz": 0x74, "jnz": 0x75, "jbe": 0x76}
+#: ``op r32, imm8`` shifts: mnemonic -> the ModRM reg field of opcode 0xC1.
+SHIFTS = {"shl": 4, "shr": 5}
+#: ``inc``/``dec r32``: mnemonic -> base of the one-byte opcode (32-bit code only).
+INC_DEC = {"inc": 0x40, "dec": 0x48}
+
+
+def _fixed(text: str) -> tuple[str, bytes]:
+    return text, FIXED[text]
+
+
+RDTSC, CPUID, VMCALL, VMMCALL, HLT, UD2, PAUSE = map(_fixed, ("rdtsc", "cpuid", "vmcall", "vmmcall", "hlt", "ud2",
+                                                               "pause"))
+OUT_DX_AL, OUT_DX_AX, OUT_DX_EAX = map(_fixed, ("out dx, al", "out dx, ax", "out dx, eax"))
+XOR_EAX_EAX, DEC_EBP = _fixed("xor eax, eax"), _fixed("dec ebp")
+DEC_EBP_64 = ("dec ebp", b"\xff\xcd")
+STORE_AL_AT_EBX, STORE_AL_AT_RBX = _fixed("mov byte ptr [ebx], al"), _fixed("mov byte ptr [rbx], al")
+JMP_EAX, JMP_RAX = _fixed("jmp eax"), _fixed("jmp rax")
+
+
 def _u32(v: int) -> bytes:
     return (v & 0xFFFFFFFF).to_bytes(4, "little")
 
@@ -36,28 +88,20 @@ def _u16(v: int) -> bytes:
     return (v & 0xFFFF).to_bytes(2, "little")
 
 
+# --------------------------------------------------------------------------- register and immediate forms
+
+
+def simple(text: str, code: bytes, comment: str = "") -> Insn:
+    return Insn(text, code, comment)
+
+
+def op(mnemonic: str, dst: str, src: str, comment: str = "") -> Insn:
+    """``mnemonic dst, src`` on two 32-bit registers (:data:`REG_REG`)."""
+    return Insn(f"{mnemonic} {dst}, {src}", bytes([REG_REG[mnemonic], 0xC0 | REG32[src] << 3 | REG32[dst]]), comment)
+
+
 def mov_imm32(reg: str, value: int, comment: str = "") -> Insn:
     return Insn(f"mov {reg}, {value:#x}", bytes([0xB8 + REG32[reg]]) + _u32(value), comment)
-
-
-def mov_reg32(dst: str, src: str, comment: str = "") -> Insn:
-    return Insn(f"mov {dst}, {src}", bytes([0x89, 0xC0 | REG32[src] << 3 | REG32[dst]]), comment)
-
-
-def store_abs32(addr: int, src: str, comment: str = "", mode: str = "protected32") -> Insn:
-    """mov dword ptr [addr], src.
-
-    32-bit code: ``eax`` uses the short moffs form (as GNU as does), other
-    registers ModRM disp32. 64-bit code: ModRM+SIB absolute disp32 (plain
-    ModRM disp32 would mean rip-relative there).
-    """
-    if mode == "long64":
-        code = bytes([0x89, 0x04 | REG32[src] << 3, 0x25]) + _u32(addr)
-    elif src == "eax":
-        code = b"\xa3" + _u32(addr)
-    else:
-        code = bytes([0x89, 0x05 | REG32[src] << 3]) + _u32(addr)
-    return Insn(f"mov dword ptr [{addr:#x}], {src}", code, comment)
 
 
 def mov_dx_imm16(value: int, mode: str, comment: str = "") -> Insn:
@@ -69,35 +113,122 @@ def mov_al_imm8(value: int, comment: str = "") -> Insn:
     return Insn(f"mov al, {value:#x}", bytes([0xB0, value & 0xFF]), comment)
 
 
-def simple(text: str, code: bytes, comment: str = "") -> Insn:
-    return Insn(text, code, comment)
+def add_imm8(reg: str, value: int, comment: str = "") -> Insn:
+    return Insn(f"add {reg}, {value}", bytes([0x83, 0xC0 | REG32[reg], value & 0xFF]), comment)
+
+
+def and_imm32(reg: str, value: int, comment: str = "") -> Insn:
+    if reg == "eax":
+        raise ValueError("GNU as encodes 'and eax, imm32' in its short form; use another register")
+    return Insn(f"and {reg}, {value:#x}", bytes([0x81, 0xE0 | REG32[reg]]) + _u32(value), comment)
+
+
+def shift(mnemonic: str, reg: str, count: int, comment: str = "") -> Insn:
+    return Insn(f"{mnemonic} {reg}, {count}", bytes([0xC1, 0xC0 | SHIFTS[mnemonic] << 3 | REG32[reg], count]), comment)
+
+
+def inc_dec(mnemonic: str, reg: str, comment: str = "") -> Insn:
+    """``inc``/``dec`` of a 32-bit register, one byte (32-bit code only)."""
+    return Insn(f"{mnemonic} {reg}", bytes([INC_DEC[mnemonic] + REG32[reg]]), comment)
+
+
+def jump(mnemonic: str, label: str, comment: str = "") -> Insn:
+    """A short jump (:data:`JUMPS`) to ``label``; :func:`assemble` fills in the displacement."""
+    return Insn(f"{mnemonic} {label}", bytes([JUMPS[mnemonic], 0]), comment, rel8=label)
 
 
 def jnz(label: str, comment: str = "") -> Insn:
-    return Insn(f"jnz {label}", b"\x75\x00", comment, rel8=label)
+    """``jnz label``: :func:`jump` with the loop's usual condition."""
+    return jump("jnz", label, comment)
 
 
 def jmp_self(comment: str = "") -> Insn:
     return Insn("jmp .", b"\xeb\xfe", comment)
 
 
-RDTSC = ("rdtsc", b"\x0f\x31")
-CPUID = ("cpuid", b"\x0f\xa2")
-VMCALL = ("vmcall", b"\x0f\x01\xc1")
-VMMCALL = ("vmmcall", b"\x0f\x01\xd9")
-HLT = ("hlt", b"\xf4")
-UD2 = ("ud2", b"\x0f\x0b")
-OUT_DX_AL = ("out dx, al", b"\xee")
-XOR_EAX_EAX = ("xor eax, eax", b"\x31\xc0")
-DEC_EBP = ("dec ebp", b"\x4d")  # 32-bit only: 0x4d is a REX prefix in 64-bit code
-DEC_EBP_64 = ("dec ebp", b"\xff\xcd")
-STORE_AL_AT_EBX = ("mov byte ptr [ebx], al", b"\x88\x03")
-STORE_AL_AT_RBX = ("mov byte ptr [rbx], al", b"\x88\x03")
-JMP_EAX = ("jmp eax", b"\xff\xe0")
-JMP_RAX = ("jmp rax", b"\xff\xe0")
+# --------------------------------------------------------------------------- memory operands
 
 
-def assemble(items: list, origin: int) -> tuple[bytes, list[tuple[int, bytes, str, str, str]]]:
+def _modrm_mem(reg_field: int, base: str | None, disp: int, mode: str = "protected32") -> bytes:
+    """ModRM (+SIB, +disp) for ``[disp]`` or ``[base + disp]``, with the displacement GNU as picks.
+
+    In 64-bit code a plain ModRM disp32 would mean rip-relative: ``[disp]`` there needs a SIB byte.
+    """
+    if base is None:
+        if mode == "long64":
+            return bytes([0x04 | reg_field << 3, 0x25]) + _u32(disp)
+        return bytes([0x05 | reg_field << 3]) + _u32(disp)
+    b = REG32[base]
+    if b == REG32["esp"]:
+        raise ValueError("esp as a base needs a SIB byte; not used by these guests")
+    if disp == 0 and b != REG32["ebp"]:
+        return bytes([reg_field << 3 | b])
+    if -128 <= disp <= 127:
+        return bytes([0x40 | reg_field << 3 | b, disp & 0xFF])
+    return bytes([0x80 | reg_field << 3 | b]) + _u32(disp)
+
+
+def _mem_text(base: str | None, disp: int) -> str:
+    if base is None:
+        return f"[{disp:#x}]"
+    return f"[{base}+{disp:#x}]" if disp else f"[{base}]"
+
+
+def load(reg: str, addr: int, comment: str = "", base: str | None = None) -> Insn:
+    """mov reg, dword ptr [base+addr]"""
+    code = b"\xa1" + _u32(addr) if reg == "eax" and base is None else b"\x8b" + _modrm_mem(REG32[reg], base, addr)
+    return Insn(f"mov {reg}, dword ptr {_mem_text(base, addr)}", code, comment)
+
+
+def store(addr: int, reg: str, comment: str = "", base: str | None = None, mode: str = "protected32") -> Insn:
+    """mov dword ptr [base+addr], reg (``eax`` to an absolute address: the short moffs form, as GNU as does)."""
+    if reg == "eax" and base is None and mode != "long64":
+        code = b"\xa3" + _u32(addr)
+    else:
+        code = b"\x89" + _modrm_mem(REG32[reg], base, addr, mode)
+    return Insn(f"mov dword ptr {_mem_text(base, addr)}, {reg}", code, comment)
+
+
+def store_imm(addr: int, value: int, comment: str = "", base: str | None = None) -> Insn:
+    """mov dword ptr [base+addr], imm32"""
+    return Insn(f"mov dword ptr {_mem_text(base, addr)}, {value:#x}",
+                b"\xc7" + _modrm_mem(0, base, addr) + _u32(value), comment)
+
+
+def store16(addr: int, reg16: str, comment: str = "") -> Insn:
+    """mov word ptr [addr], reg16"""
+    if reg16 == "ax":
+        raise ValueError("GNU as encodes 'mov [moffs], ax' in its short form; use another register")
+    return Insn(f"mov word ptr [{addr:#x}], {reg16}", b"\x66\x89" + _modrm_mem(REG16[reg16], None, addr), comment)
+
+
+def store16_indexed(disp: int, index: str, reg16: str, comment: str = "") -> Insn:
+    """mov word ptr [index*2+disp], reg16 (SIB with no base)"""
+    sib = 0x40 | REG32[index] << 3 | 0x05  # scale 2, index, no base (disp32)
+    return Insn(f"mov word ptr [{index}*2+{disp:#x}], {reg16}",
+                bytes([0x66, 0x89, REG16[reg16] << 3 | 0x04, sib]) + _u32(disp), comment)
+
+
+def cmp16(addr: int, reg16: str, comment: str = "") -> Insn:
+    """cmp word ptr [addr], reg16"""
+    return Insn(f"cmp word ptr [{addr:#x}], {reg16}", b"\x66\x39" + _modrm_mem(REG16[reg16], None, addr), comment)
+
+
+def cmp_imm8(addr: int, value: int, comment: str = "", base: str | None = None) -> Insn:
+    """cmp dword ptr [base+addr], imm8 (sign-extended)"""
+    return Insn(f"cmp dword ptr {_mem_text(base, addr)}, {value}",
+                b"\x83" + _modrm_mem(7, base, addr) + bytes([value & 0xFF]), comment)
+
+
+def inc_mem(addr: int, comment: str = "") -> Insn:
+    """inc dword ptr [addr]"""
+    return Insn(f"inc dword ptr [{addr:#x}]", b"\xff" + _modrm_mem(0, None, addr), comment)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def assemble(items: list[Item], origin: int) -> tuple[bytes, list[Line]]:
     """Lay the items out from ``origin``; returns the code and a listing
     (address, bytes, label, text, comment) with rel8 jumps resolved."""
     labels: dict[str, int] = {}
@@ -108,7 +239,7 @@ def assemble(items: list, origin: int) -> tuple[bytes, list[tuple[int, bytes, st
         else:
             addr += len(item.code)
     code = bytearray()
-    listing = []
+    listing: list[Line] = []
     addr = origin
     pending_label = ""
     for item in items:

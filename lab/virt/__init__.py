@@ -4,11 +4,13 @@ Typical use in a chapter::
 
     from lab import virt
     conn = virt.connect(prefer=["qemu:///system"])   # which URI answered, and why
-    conn.describe()
+    conn.describe_rows()                             # which URI answered, and why
     with virt.session(conn=...) as s: ...
 
 * :mod:`lab.virt.spec` - typed domain / volume specs -> XML (ElementTree) and back;
-* :mod:`lab.virt.connection` - choosing the URI, domains, snapshots, storage;
+* :mod:`lab.virt.connection` - choosing the URI, listing and defining domains;
+* :mod:`lab.virt.domain` - one domain's lifecycle and snapshots;
+* :mod:`lab.virt.storage` - pools and volumes;
 * :mod:`lab.virt.session` - create things and remove them again, also after an error;
 * :mod:`lab.virt.errors` - libvirt failures as clear messages;
 * :mod:`lab.virt.mapping` - the virsh <-> libvirt <-> AWS <-> OpenStack table.

@@ -25,41 +25,24 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from lab import host
-from lab.virt.errors import (
-    DomainExists,
-    InvalidState,
-    LibvirtMissing,
-    StorageError,
-    VirtError,
-    translate,
-)
-from lab.virt.spec import DomainSpec, VolumeSpec, check_name
+from lab.virt.domain import ALLOWED_STATES, Domain, DomainInfo, cpu_seconds
+from lab.virt.errors import DomainExists, StorageError, VirtError, _reset_module_cache, libvirt_module, translate
+from lab.virt.spec import DomainSpec, check_name
+from lab.virt.storage import Pool, Volume, pool_path
+
+__all__ = [
+    "ALLOWED_STATES", "BOOK_POOL", "DEFAULT_URI", "OPERATIONS", "URI_ENV", "Attempt", "Connection", "Domain",
+    "DomainInfo", "Pool", "Volume", "_reset_module_cache", "connect", "format_version", "libvirt_module",
+    "resolve_uri",
+]
 
 DEFAULT_URI = host.DEFAULT_LIBVIRT_URIS[0]  # "test:///default"
 URI_ENV = host.LIBVIRT_URI_ENV
-
-#: virDomainState -> the word virsh prints for it.
-STATE_NAMES = {
-    0: "no state", 1: "running", 2: "idle", 3: "paused", 4: "in shutdown",
-    5: "shut off", 6: "crashed", 7: "pmsuspended",
-}
-ACTIVE_STATES = {"running", "idle", "paused", "in shutdown", "pmsuspended", "crashed"}
-
-#: Which states allow which operation; checked before libvirt is asked, so the
-#: error is the same on every driver.
-ALLOWED_STATES: dict[str, frozenset[str]] = {
-    "start": frozenset({"shut off", "crashed"}),
-    "suspend": frozenset({"running", "idle"}),
-    "resume": frozenset({"paused"}),
-    "shutdown": frozenset({"running", "idle", "paused"}),
-    "reboot": frozenset({"running", "idle"}),
-    "destroy": frozenset(ACTIVE_STATES),
-    "undefine": frozenset({"shut off", "crashed", "no state"}),
-}
 
 #: The book's operation -> (virsh command, libvirt C API). The data table
 #: data/libvirt/api_mapping.csv says the same and a test keeps them in step.
@@ -90,36 +73,7 @@ SESSION_IMAGE_DIR = "~/.local/share/libvirt/images"
 WELL_KNOWN_POOLS = ("default", "default-pool")
 BOOK_POOL = "lab-pool"
 
-_libvirt_module: Any = None
-
-
-def libvirt_module() -> Any:
-    """The ``libvirt`` module with its stderr error printer silenced, or :class:`LibvirtMissing`."""
-    global _libvirt_module
-    if _libvirt_module is not None:
-        return _libvirt_module
-    try:
-        import libvirt  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise LibvirtMissing(
-            f"libvirt-python is not installed ({exc}): run 'make setup' "
-            f"(pip install libvirt-python; it compiles against libvirt-dev with pkg-config)"
-        ) from exc
-    # By default libvirt prints every error to stderr (and a notebook cell that
-    # writes to stderr fails the book build); errors reach us as exceptions.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    _libvirt_module = libvirt
-    return libvirt
-
-
-def _reset_module_cache() -> None:
-    """Forget the imported module (tests simulate a missing libvirt-python)."""
-    global _libvirt_module
-    _libvirt_module = None
-
-
-def format_version(v: int) -> str:
-    return f"{v // 1_000_000}.{(v // 1000) % 1000}.{v % 1000}"
+format_version = host.format_libvirt_version
 
 
 # --------------------------------------------------------------------------- choosing a URI
@@ -155,7 +109,7 @@ def _open(uri: str, readonly: bool) -> Any:
 
 
 def connect(uri: str | None = None, *, prefer: Iterable[str] = (), require_kvm: bool = True,
-            readonly: bool = False) -> "Connection":
+            readonly: bool = False) -> Connection:
     """Open a libvirt connection; see the module docstring for how the URI is chosen.
 
     An explicit URI (argument or ``LAB_LIBVIRT_URI``) that does not answer is
@@ -172,7 +126,8 @@ def connect(uri: str | None = None, *, prefer: Iterable[str] = (), require_kvm: 
         if require_kvm and candidate.startswith("qemu"):
             kvm = host.probe_kvm()
             if not kvm.usable:
-                tried.append(Attempt(candidate, f"KVM is not usable here, so a type='kvm' domain cannot run: {kvm.reason}"))
+                tried.append(Attempt(candidate,
+                                     f"KVM is not usable here, so a type='kvm' domain cannot run: {kvm.reason}"))
                 continue
         try:
             raw = _open(candidate, readonly)
@@ -186,43 +141,6 @@ def connect(uri: str | None = None, *, prefer: Iterable[str] = (), require_kvm: 
     if len(tried) > 1:
         why = "fallback: no preferred URI answered; " + why
     return Connection(_open(DEFAULT_URI, readonly), DEFAULT_URI, why, tried)
-
-
-# --------------------------------------------------------------------------- info records
-
-
-def _cpu(seconds: float | None) -> object:
-    """CPU time for a table: seconds with 3 decimals, or a note on the test driver."""
-    return "(test driver: none)" if seconds is None else round(seconds, 3)
-
-
-@dataclass(frozen=True)
-class DomainInfo:
-    """``virsh dominfo`` as a record (virDomainGetInfo plus a few lookups)."""
-
-    name: str
-    id: int | None
-    state: str
-    vcpus: int
-    max_memory_kib: int
-    memory_kib: int
-    #: Seconds of CPU the domain used; None on the test driver, which reports
-    #: the host's clock there instead of a CPU time.
-    cpu_time_s: float | None
-    persistent: bool
-
-    def rows(self) -> list[tuple[str, object]]:
-        return [
-            ("Name", self.name), ("Id", self.id if self.id is not None else "-"), ("State", self.state),
-            ("CPU(s)", self.vcpus), ("CPU time (s)", _cpu(self.cpu_time_s)),
-            ("Max memory (KiB)", self.max_memory_kib), ("Used memory (KiB)", self.memory_kib),
-            ("Persistent", "yes" if self.persistent else "no"),
-        ]
-
-    def frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows(), columns=["field", "value"]).set_index("field")
 
 
 # --------------------------------------------------------------------------- connection
@@ -263,7 +181,7 @@ class Connection:
             finally:
                 self.raw = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -273,27 +191,22 @@ class Connection:
         return f"<Connection {self.uri} driver={self.driver} chosen_by={self.chosen_by!r}>"
 
     def describe_rows(self) -> list[tuple[str, str]]:
+        """Which URI answered and why: (item, value) rows; the book's table is lab.book.virt.describe."""
         rows = [
             ("URI", self.uri),
-            ("ドライバ", self.driver),
+            ("driver", self.driver),
             ("libvirt", self.library_version),
-            ("ハイパーバイザのバージョン", self.hypervisor_version or "-"),
-            ("選ばれ方", self.chosen_by),
+            ("hypervisor version", self.hypervisor_version or "-"),
+            ("chosen by", self.chosen_by),
         ]
         for a in self.tried:
             if a.uri != self.requested_uri or a.reason:
-                rows.append((f"試した {a.uri}", a.reason or "応答あり"))
+                rows.append((f"tried {a.uri}", a.reason or "answered"))
         return rows
-
-    def describe(self):
-        """Which URI answered and why, as a two-column table."""
-        import pandas as pd
-
-        return pd.DataFrame(self.describe_rows(), columns=["項目", "値"]).set_index("項目")
 
     # -- domains -------------------------------------------------------------
 
-    def domains(self, which: str = "all", prefix: str | None = None) -> list["Domain"]:
+    def domains(self, which: str = "all", prefix: str | None = None) -> list[Domain]:
         """Domains: ``all`` (virsh list --all), ``running`` (virsh list) or ``inactive``."""
         libvirt = libvirt_module()
         flags = {
@@ -317,10 +230,10 @@ class Connection:
         for d in self.domains(which, prefix):
             i = d.info()
             rows.append({"Id": i.id if i.id is not None else "-", "Name": i.name, "State": i.state,
-                         "CPU time (s)": _cpu(i.cpu_time_s)})
+                         "CPU time (s)": cpu_seconds(i.cpu_time_s)})
         return pd.DataFrame(rows, columns=["Id", "Name", "State", "CPU time (s)"])
 
-    def lookup(self, name: str) -> "Domain":
+    def lookup(self, name: str) -> Domain:
         check_name(name)
         return Domain(self, self.call("lookup", self.raw.lookupByName, name, subject=name))
 
@@ -334,7 +247,7 @@ class Connection:
             raise translate(exc, operation="lookup", uri=self.uri, subject=name) from exc
         return True
 
-    def define(self, spec: DomainSpec) -> "Domain":
+    def define(self, spec: DomainSpec) -> Domain:
         """``virsh define``: make the domain known (persistent, not running)."""
         if not isinstance(spec, DomainSpec):
             raise TypeError(f"define() takes a DomainSpec, got {type(spec).__name__}")
@@ -348,7 +261,7 @@ class Connection:
 
     # -- storage -------------------------------------------------------------
 
-    def pool(self, name: str | None = None, *, create: bool = True) -> "Pool":
+    def pool(self, name: str | None = None, *, create: bool = True) -> Pool:
         """A usable storage pool: the named one, a well-known one, or a new transient one.
 
         Order: ``name`` if given; an active pool whose directory is this URI's
@@ -370,7 +283,7 @@ class Connection:
             raise translate(exc, operation="pool-list", uri=self.uri) from exc
         image_dir = self.image_dir()
         for p in pools:
-            if image_dir and _pool_path(p) == image_dir:
+            if image_dir and pool_path(p) == image_dir:
                 return Pool(self, p, owned=False)
         for wanted in WELL_KNOWN_POOLS + (BOOK_POOL,):
             for p in pools:
@@ -401,237 +314,3 @@ class Connection:
             if self.uri.rstrip("/").endswith("/session"):
                 return os.path.expanduser(SESSION_IMAGE_DIR)
         return None
-
-
-def _pool_path(raw_pool: Any) -> str | None:
-    try:
-        return ET.fromstring(raw_pool.XMLDesc(0)).findtext("target/path")
-    except Exception:
-        return None
-
-
-# --------------------------------------------------------------------------- storage
-
-
-class Pool:
-    """A storage pool; ``owned`` when this code created it (and must destroy it)."""
-
-    def __init__(self, conn: Connection, raw: Any, owned: bool) -> None:
-        self.conn, self.raw, self.owned = conn, raw, owned
-        self.name = raw.name()
-
-    def __repr__(self) -> str:
-        return f"<Pool {self.name} owned={self.owned}>"
-
-    def volume_names(self) -> list[str]:
-        self.conn.call("pool-refresh", self.raw.refresh, 0, subject=self.name)
-        return sorted(self.conn.call("volume-list", self.raw.listVolumes, subject=self.name))
-
-    def create_volume(self, spec: VolumeSpec) -> "Volume":
-        """``virsh vol-create-as``: a new volume (qcow2 grows on demand)."""
-        if spec.name in self.volume_names():
-            raise StorageError(
-                f"volume-create {spec.name!r} failed on {self.conn.uri}: pool {self.name!r} already has it -> "
-                f"choose another name or delete it (virsh vol-delete {spec.name} --pool {self.name})",
-                uri=self.conn.uri, operation="volume-create")
-        raw = self.conn.call("volume-create", self.raw.createXML, spec.to_xml(), 0, subject=spec.name)
-        return Volume(self, raw)
-
-    def release(self) -> bool:
-        """Destroy the pool if this code created it and it holds no volume; True if destroyed."""
-        if not self.owned or self.raw is None:
-            return False
-        if self.volume_names():
-            return False
-        self.conn.call("pool-destroy", self.raw.destroy, subject=self.name)
-        self.raw = None
-        return True
-
-
-class Volume:
-    """A volume in a pool (a disk image file for directory pools)."""
-
-    def __init__(self, pool: Pool, raw: Any) -> None:
-        self.pool, self.raw = pool, raw
-        self.name = raw.name()
-        self.path = raw.path()
-
-    def __repr__(self) -> str:
-        return f"<Volume {self.name} in {self.pool.name}: {self.path}>"
-
-    def info(self) -> dict[str, object]:
-        kind, capacity, allocation = self.pool.conn.call("volume-info", self.raw.info, subject=self.name)
-        fmt = ET.fromstring(self.raw.XMLDesc(0)).find("target/format")
-        return {"name": self.name, "path": self.path, "format": fmt.get("type") if fmt is not None else None,
-                "capacity_bytes": capacity, "allocation_bytes": allocation}
-
-    def delete(self) -> None:
-        """``virsh vol-delete``.
-
-        Sessions share the book's transient pool; if another session stopped
-        it meanwhile, the volume is looked up again through an active pool
-        (made again if need be, and stopped again afterwards).
-        """
-        libvirt = libvirt_module()
-        conn = self.pool.conn
-        try:
-            self.raw.delete(0)
-            return
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_OPERATION_INVALID):
-                raise translate(exc, operation="volume-delete", uri=conn.uri, subject=self.name) from exc
-        pool = conn.pool()
-        try:
-            raw = conn.call("volume-lookup", pool.raw.storageVolLookupByName, self.name, subject=self.name)
-            conn.call("volume-delete", raw.delete, 0, subject=self.name)
-        finally:
-            pool.release()
-
-
-# --------------------------------------------------------------------------- domains
-
-
-class Domain:
-    """One libvirt domain; each method is one lifecycle operation (see :data:`OPERATIONS`)."""
-
-    def __init__(self, conn: Connection, raw: Any) -> None:
-        self.conn, self.raw = conn, raw
-        self.name: str = raw.name()
-        #: Called as ``observer(operation, domain)`` after each successful operation.
-        self.observer: Callable[[str, "Domain"], None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Domain {self.name} on {self.conn.uri}>"
-
-    def _done(self, operation: str) -> "Domain":
-        if self.observer is not None:
-            self.observer(operation, self)
-        return self
-
-    def _call(self, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.conn.call(operation, fn, *args, subject=self.name)
-
-    def _require(self, operation: str) -> None:
-        state = self.state()
-        allowed = ALLOWED_STATES[operation]
-        if state not in allowed:
-            hint = {
-                "start": "it is already active; destroy or shut it down first",
-                "suspend": "only a running domain can be suspended; start it first" if state == "shut off"
-                           else "it is not running",
-                "resume": "only a paused (suspended) domain can be resumed",
-                "shutdown": "it is not running",
-                "reboot": "it is not running",
-                "destroy": "it is not running",
-                "undefine": "undefining an active domain would leave it running as a transient domain; "
-                            "destroy it first",
-            }[operation]
-            raise InvalidState(
-                f"{operation} {self.name!r} refused on {self.conn.uri}: the domain is {state!r} -> {hint} "
-                f"(allowed in: {', '.join(sorted(allowed))})",
-                uri=self.conn.uri, operation=operation)
-
-    # -- observation ---------------------------------------------------------
-
-    def state(self) -> str:
-        code, _reason = self._call("dominfo", self.raw.state, 0)
-        return STATE_NAMES.get(code, f"unknown ({code})")
-
-    def info(self) -> DomainInfo:
-        state, max_mem, mem, vcpus, cpu_ns = self._call("dominfo", self.raw.info)
-        dom_id = self._call("dominfo", self.raw.ID)
-        return DomainInfo(
-            name=self.name, id=dom_id if dom_id >= 0 else None, state=STATE_NAMES.get(state, str(state)),
-            vcpus=vcpus, max_memory_kib=max_mem, memory_kib=mem,
-            cpu_time_s=None if self.conn.is_test else cpu_ns / 1e9,
-            persistent=bool(self._call("dominfo", self.raw.isPersistent)),
-        )
-
-    def xml(self) -> str:
-        return self._call("dumpxml", self.raw.XMLDesc, 0)
-
-    def spec(self) -> DomainSpec:
-        """The domain's XML as libvirt now holds it, read back into a spec."""
-        return DomainSpec.from_xml(self.xml())
-
-    # -- lifecycle -----------------------------------------------------------
-
-    def start(self) -> "Domain":
-        self._require("start")
-        self._call("start", self.raw.create)
-        return self._done("start")
-
-    def suspend(self) -> "Domain":
-        self._require("suspend")
-        self._call("suspend", self.raw.suspend)
-        return self._done("suspend")
-
-    def resume(self) -> "Domain":
-        self._require("resume")
-        self._call("resume", self.raw.resume)
-        return self._done("resume")
-
-    def shutdown(self) -> "Domain":
-        """Ask the guest to power off (ACPI). A guest without an OS never answers: use destroy."""
-        self._require("shutdown")
-        self._call("shutdown", self.raw.shutdown)
-        return self._done("shutdown")
-
-    def reboot(self) -> "Domain":
-        self._require("reboot")
-        self._call("reboot", self.raw.reboot, 0)
-        return self._done("reboot")
-
-    def destroy(self) -> "Domain":
-        """Pull the plug: stop the domain at once (the definition stays)."""
-        self._require("destroy")
-        self._call("destroy", self.raw.destroy)
-        return self._done("destroy")
-
-    def undefine(self) -> None:
-        """Forget the definition (and the metadata of its snapshots)."""
-        libvirt = libvirt_module()
-        self._require("undefine")
-        flags = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-        try:
-            self.raw.undefineFlags(flags)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-                raise translate(exc, operation="undefine", uri=self.conn.uri, subject=self.name) from exc
-            self._call("undefine", self.raw.undefine)
-        self._done("undefine")
-
-    # -- snapshots -----------------------------------------------------------
-
-    def snapshot_create(self, name: str, description: str | None = None) -> "Domain":
-        """``virsh snapshot-create-as``: save disk (and, when running, memory) state under ``name``."""
-        check_name(name, "snapshot")
-        if name in self.snapshots():
-            raise InvalidState(
-                f"snapshot-create {name!r} refused on {self.conn.uri}: domain {self.name!r} already has a "
-                f"snapshot of that name -> choose another name or delete it first", uri=self.conn.uri,
-                operation="snapshot-create")
-        el = ET.Element("domainsnapshot")
-        ET.SubElement(el, "name").text = name
-        if description:
-            ET.SubElement(el, "description").text = description
-        self._call("snapshot-create", self.raw.snapshotCreateXML, ET.tostring(el, encoding="unicode"), 0)
-        return self._done("snapshot-create")
-
-    def snapshots(self) -> list[str]:
-        snaps = self._call("snapshot-list", self.raw.listAllSnapshots, 0)
-        return sorted(s.getName() for s in snaps)
-
-    def _snapshot(self, name: str) -> Any:
-        check_name(name, "snapshot")
-        return self._call("snapshot-lookup", self.raw.snapshotLookupByName, name, 0)
-
-    def snapshot_revert(self, name: str) -> "Domain":
-        snap = self._snapshot(name)
-        self._call("snapshot-revert", self.raw.revertToSnapshot, snap, 0)
-        return self._done("snapshot-revert")
-
-    def snapshot_delete(self, name: str) -> "Domain":
-        snap = self._snapshot(name)
-        self._call("snapshot-delete", snap.delete, 0)
-        return self._done("snapshot-delete")

@@ -14,40 +14,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab import host
+
 # libvirt's numeric error codes (virErrorNumber in libvirt's public header
 # virterror.h). Copied here by name so that this module imports without
 # libvirt-python; tests/test_virt.py checks them against the installed module.
 VIR_ERR_NO_SUPPORT = 3
-VIR_ERR_NO_CONNECT = 5
 VIR_ERR_OPERATION_FAILED = 9
 VIR_ERR_XML_ERROR = 27
 VIR_ERR_DOM_EXIST = 28
 VIR_ERR_SYSTEM_ERROR = 38
 VIR_ERR_NO_DOMAIN = 42
-VIR_ERR_AUTH_FAILED = 45
 VIR_ERR_NO_STORAGE_POOL = 49
 VIR_ERR_NO_STORAGE_VOL = 50
 VIR_ERR_OPERATION_INVALID = 55
 VIR_ERR_CONFIG_UNSUPPORTED = 67
 VIR_ERR_NO_DOMAIN_SNAPSHOT = 72
 VIR_ERR_OPERATION_UNSUPPORTED = 84
-VIR_ERR_ACCESS_DENIED = 88
 VIR_ERR_STORAGE_VOL_EXIST = 90
-VIR_ERR_AUTH_UNAVAILABLE = 94
-
-DAEMON_HINT = (
-    "start the daemons: 'sudo tools/libvirt-daemons.sh' on a machine without systemd, "
-    "'sudo systemctl start libvirtd' elsewhere; or use test:///default (no daemon)"
-)
-PERMISSION_HINT = (
-    "join the 'libvirt' group (sudo usermod -aG libvirt $USER, then log in again), "
-    "or use qemu:///session (your own unprivileged daemon) or test:///default"
-)
-
-POLKIT_HINT = (
-    "the daemon runs, but it authorizes a non-root user through polkit on the D-Bus system bus, and that "
-    "is not available here (no systemd/dbus): run as root, or use qemu:///session or test:///default"
-)
+# The codes of a failed connection and what to do about it are the probe's (lab.host): one classification.
+VIR_ERR_NO_CONNECT = host.VIR_ERR_NO_CONNECT
+VIR_ERR_AUTH_FAILED = host.VIR_ERR_AUTH_FAILED
+VIR_ERR_ACCESS_DENIED = host.VIR_ERR_ACCESS_DENIED
+VIR_ERR_AUTH_UNAVAILABLE = host.VIR_ERR_AUTH_UNAVAILABLE
+DAEMON_HINT = host.LIBVIRT_DAEMON_HINT
+PERMISSION_HINT = host.LIBVIRT_PERMISSION_HINT
+POLKIT_HINT = host.LIBVIRT_POLKIT_HINT
 
 
 class VirtError(RuntimeError):
@@ -118,16 +110,9 @@ def classify(code: int | None, message: str, operation: str) -> tuple[type[VirtE
     """
     text = message or ""
     lower = text.lower()
-    if operation == "connect" or code in (VIR_ERR_NO_CONNECT,):
-        if "system bus" in lower or "polkit" in lower:
-            return PermissionDenied, POLKIT_HINT
-        if code in (VIR_ERR_AUTH_FAILED, VIR_ERR_AUTH_UNAVAILABLE, VIR_ERR_ACCESS_DENIED) \
-                or "permission denied" in lower or "authentication" in lower:
-            return PermissionDenied, PERMISSION_HINT
-        if "no such file or directory" in lower or "connection refused" in lower \
-                or "failed to connect socket" in lower or code == VIR_ERR_NO_CONNECT:
-            return DaemonNotRunning, DAEMON_HINT
-        return VirtError, "check the URI (e.g. qemu:///system, qemu:///session, test:///default)"
+    if operation == "connect" or code == VIR_ERR_NO_CONNECT:
+        kind, hint = host.libvirt_connect_failure(code, text)
+        return {"permission": PermissionDenied, "daemon": DaemonNotRunning}.get(kind, VirtError), hint
     if code == VIR_ERR_ACCESS_DENIED or "permission denied" in lower:
         return PermissionDenied, PERMISSION_HINT
     if code == VIR_ERR_NO_DOMAIN:
@@ -171,3 +156,29 @@ def translate(exc: BaseException, *, operation: str, uri: str | None, subject: s
     where = f" on {uri}" if uri else ""
     return cls(f"{what} failed{where}: {message.strip()} -> {hint}",
                uri=uri, operation=operation, libvirt_code=code, libvirt_message=message)
+
+
+# --------------------------------------------------------------------------- the libvirt module
+
+_libvirt_module: Any = None
+
+
+def libvirt_module() -> Any:
+    """The ``libvirt`` module with its stderr error printer silenced, or :class:`LibvirtMissing`."""
+    global _libvirt_module
+    if _libvirt_module is not None:
+        return _libvirt_module
+    try:
+        libvirt = host.import_libvirt()
+    except ImportError as exc:
+        raise LibvirtMissing(f"libvirt-python is not installed ({exc}): {host.LIBVIRT_INSTALL_HINT}") from exc
+    _libvirt_module = libvirt
+    return libvirt
+
+
+def _reset_module_cache() -> None:
+    """Forget the imported module (tests simulate a missing libvirt-python)."""
+    global _libvirt_module
+    _libvirt_module = None
+
+

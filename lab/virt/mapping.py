@@ -53,7 +53,8 @@ def mapping_table(package_dir: str | Path = PACKAGE_DIR):
     return pd.DataFrame({
         "virsh": frame["virsh"],
         "libvirt API": frame["libvirt_api"],
-        "AWS CLI": [_mark(k, c) for k, c in zip(frame["aws_correspondence"], frame["aws_cli"])],
-        "OpenStack CLI": [_mark(k, c) for k, c in zip(frame["openstack_correspondence"], frame["openstack_cli"])],
+        "AWS CLI": [_mark(k, c) for k, c in zip(frame["aws_correspondence"], frame["aws_cli"], strict=True)],
+        "OpenStack CLI": [_mark(k, c) for k, c in
+                          zip(frame["openstack_correspondence"], frame["openstack_cli"], strict=True)],
         "注": frame["note"],
     }).set_axis(frame["operation"].rename("操作"))

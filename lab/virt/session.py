@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import atexit
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from lab.virt.connection import OPERATIONS, Connection, Domain, Pool, Volume, connect, libvirt_module
 from lab.virt.errors import CleanupError, NoSuchDomain, StorageError, VirtError
@@ -206,7 +207,7 @@ class Session:
         except Exception:  # noqa: BLE001 - nothing sensible to do at interpreter exit
             pass
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -196,11 +196,11 @@ class DomainSpec:
 
     # -- variants ------------------------------------------------------------
 
-    def replace(self, **changes: object) -> "DomainSpec":
+    def replace(self, **changes: object) -> DomainSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
-    def with_family(self, family: str) -> "DomainSpec":
+    def with_family(self, family: str) -> DomainSpec:
         """The same machine with ``virtio`` (paravirtual) or ``emulated`` (IDE, e1000) devices."""
         _check_choice(family, "device family", tuple(FAMILIES))
         f = FAMILIES[family]
@@ -235,7 +235,7 @@ class DomainSpec:
         for dev in self.boot:
             ET.SubElement(os_el, "boot", dev=dev)
         devices = ET.SubElement(dom, "devices")
-        for disk, target in zip(self.disks, self.targets()):
+        for disk, target in zip(self.disks, self.targets(), strict=True):
             d = ET.SubElement(devices, "disk", type="file", device=disk.device)
             ET.SubElement(d, "driver", name="qemu", type=disk.format)
             ET.SubElement(d, "source", file=disk.path)
@@ -249,7 +249,7 @@ class DomainSpec:
         return _serialize(self.to_element())
 
     @classmethod
-    def from_xml(cls, text: str) -> "DomainSpec":
+    def from_xml(cls, text: str) -> DomainSpec:
         """Read a domain XML (ours or ``virsh dumpxml``'s) back into a spec.
 
         Elements the spec does not model (controllers, addresses, emulator
@@ -326,7 +326,7 @@ def xml_diff(a: DomainSpec, b: DomainSpec, labels: tuple[str, str] | None = None
 def device_rows(spec: DomainSpec) -> list[dict[str, str]]:
     """One row per device of ``spec``: the XML element and what the guest sees."""
     rows = []
-    for disk, target in zip(spec.disks, spec.targets()):
+    for disk, target in zip(spec.disks, spec.targets(), strict=True):
         rows.append({"device": f"disk {target}", "element": f"<target dev='{target}' bus='{disk.bus}'/>",
                      "bus_or_model": disk.bus})
     if spec.nic is not None:
@@ -340,7 +340,7 @@ def compare_families(spec: DomainSpec):
 
     emulated, virtio = spec.with_family("emulated"), spec.with_family("virtio")
     rows = []
-    for i, (e, v) in enumerate(zip(device_rows(emulated), device_rows(virtio))):
+    for i, (e, v) in enumerate(zip(device_rows(emulated), device_rows(virtio), strict=True)):
         kind = "nic" if v["device"] == "nic" else f"disk {i + 1}"
         rows.append({"device": kind, "emulated": e["element"], "virtio": v["element"]})
     return pd.DataFrame(rows, columns=["device", "emulated", "virtio"]).set_index("device")

@@ -4,18 +4,29 @@
 :mod:`lab.bench.io` benchmark) and otherwise falls back to the newest
 recording under ``data/measured/``, saying from which host and why.
 :func:`switchable` turns the result into one figure per style (HVM, PV,
-virtio) in a :class:`lab.widgets.Switchable`: toggle buttons in a live
+virtio) in a :class:`lab.book.widgets.Switchable`: toggle buttons in a live
 kernel, synchronised tabs in the static book.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
 
-from lab import plots
-from lab.widgets import Switchable
+from lab import host, kvm
+from lab.bench import harness
+from lab.bench import io as bench_io
+from lab.book import fallback, plots
+from lab.book.widgets import Switchable
+from lab.devices.memory import DeviceError, GuestMemory
+from lab.devices.models import VirtioDevice
+from lab.devices.sim import simulate
+from lab.devices.virtqueue import VIRTQ_DESC_F_NEXT, DriverQueue, Layout, read_descriptor, read_used_elem
 
 #: Display names of the benchmark modes (Japanese figures) and the tab each belongs to.
 MODE_NAMES = {
@@ -48,10 +59,8 @@ class IoData:
     def detail(self) -> str:
         return f"{self.cpu_model}、{'入れ子の KVM' if self.nested else 'ベアメタルの KVM'}"
 
-    def note(self):
-        """Where the numbers come from, as the book's shared note (:mod:`lab.fallback`)."""
-        from lab import fallback
-
+    def note(self) -> fallback.Note:
+        """Where the numbers come from, as the book's shared note (:mod:`lab.book.fallback`)."""
         if self.live:
             return fallback.live_note(host_id=self.host_id, detail=self.detail())
         return fallback.recorded_note(reason=self.reason, host_id=self.host_id, recorded=self.recorded_at,
@@ -72,21 +81,8 @@ class IoData:
         return float(values.iloc[0])
 
 
-def _kvm_reason() -> str | None:
-    import os
-
-    from lab import host
-
-    if os.environ.get("LAB_FORCE_RECORDED"):
-        return "環境変数 LAB_FORCE_RECORDED が設定されている"
-    info = host.probe_kvm()
-    return None if info.usable else (info.reason or "/dev/kvm is not usable")
-
-
-def load_recorded(root=None, host_id: str | None = None) -> IoData:
+def load_recorded(root: str | None = None, host_id: str | None = None) -> IoData:
     """The newest recording of the io benchmark (of ``host_id`` if given)."""
-    from lab.bench import io as bench_io
-
     data = bench_io.load_recorded(root)
     if host_id is not None:
         data = data[data["host_id"] == host_id]
@@ -100,17 +96,13 @@ def load_recorded(root=None, host_id: str | None = None) -> IoData:
                   recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"))
 
 
-def measure(**settings) -> IoData:
+def measure(**settings: Any) -> IoData:
     """A short live run on this host (``QUICK`` settings unless overridden)."""
-    from lab import host
-    from lab.bench import harness
-    from lab.bench import io as bench_io
-
     opts = {**QUICK, **settings}
     results = bench_io.run(count=opts["count"], repeat=opts["repeat"], batches=opts["batches"],
                            sizes=opts["sizes"])
     probe = host.probe(libvirt_uris=())
-    prov = harness.provenance(probe, command="lab.devices.report.measure()")
+    prov = harness.provenance(probe, command="lab.book.io.measure()")
     frame = bench_io.to_frame(results, prov)
     bad = frame[frame["status"] != "ok"]
     if not bad.empty:
@@ -119,18 +111,15 @@ def measure(**settings) -> IoData:
                   nested=bool(prov["nested"]), recorded_at=prov["recorded_at"][:10])
 
 
-def load(live: bool | None = None, root=None) -> IoData:
+def load(live: bool | None = None, root: str | None = None) -> IoData:
     """Live data when KVM is usable (and ``live`` is not False), else the newest recording."""
-    reason = _kvm_reason()
+    reason = fallback.live_reason()
     if live is False:
-        reason = "live measurement switched off"
+        reason = "ライブの測定を切ってある(live=False)"
     elif reason is None:
-        from lab.kvm import KvmError
-        from lab.devices.memory import DeviceError
-
         try:
             return measure()
-        except (KvmError, DeviceError, RuntimeError) as exc:  # shown to the reader, not hidden
+        except (kvm.KvmError, DeviceError, RuntimeError) as exc:  # shown to the reader, not hidden
             reason = f"the live measurement failed: {type(exc).__name__}: {exc}"
     data = load_recorded(root)
     data.reason = reason
@@ -140,7 +129,7 @@ def load(live: bool | None = None, root=None) -> IoData:
 # --------------------------------------------------------------------------- figures
 
 
-def _axes_batch(ax, batches) -> None:
+def _axes_batch(ax: Any, batches: Sequence[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(batches))
     ax.set_xticklabels([str(b) for b in batches])
@@ -150,10 +139,8 @@ def _axes_batch(ax, batches) -> None:
 _ZERO_FLOOR = 3e-5  # where a zero is drawn on the log axis of exits per request (labelled "0")
 
 
-def figure(data: IoData, highlight: tuple[str, ...], metric: str):
+def figure(data: IoData, highlight: tuple[str, ...], metric: str) -> Figure:
     """Requests/s or exits per request against the batch size; ``highlight`` in colour, the rest grey."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-
     fig, ax = plots.figure(figsize=(7.2, 3.8))
     f = data.frame.sort_values("batch")
     batches = sorted(f["batch"].unique())
@@ -168,7 +155,7 @@ def figure(data: IoData, highlight: tuple[str, ...], metric: str):
                               ms=6 if on else 3, color=_COLORS[m] if on else "#bbbbbb", label=MODE_NAMES[m],
                               zorder=3 if on else 2)
         if on:
-            for b, v, r in zip(rows["batch"], y, raw):
+            for b, v, r in zip(rows["batch"], y, raw, strict=True):
                 text = f"{r:,.0f}" if metric == "requests_per_s" else "0" if r == 0 else f"{r:.3g}"
                 ax.annotate(text, (b, v), textcoords="offset points", xytext=(0, 7), ha="center",
                             fontsize=8, color=_COLORS[m])
@@ -246,13 +233,11 @@ def table(data: IoData) -> pd.DataFrame:
     return out
 
 
-def exit_model(count: int = 256, size: int = 64, batches=(1, 8, 64, 256)) -> pd.DataFrame:
+def exit_model(count: int = 256, size: int = 64, batches: Sequence[int] = (1, 8, 64, 256)) -> pd.DataFrame:
     """Exits per request by :func:`lab.devices.sim.simulate` (no KVM): the model, checked on the bytes."""
-    from lab.devices.sim import simulate
-
     rows = []
     for b in batches:
-        row = {"バッチ": b}
+        row: dict[str, float] = {"バッチ": b}
         for m in MODE_NAMES:
             r = simulate(m, count, size, b)
             if not r.ok:
@@ -269,24 +254,22 @@ def exit_model(count: int = 256, size: int = 64, batches=(1, 8, 64, 256)) -> pd.
 class RingDemo:
     """A small virtqueue in a bytearray "guest memory", before and after the device's turn."""
 
-    layout: object
-    before: dict
-    after: dict
-    received: list
+    layout: Layout
+    before: dict[str, pd.DataFrame]
+    after: dict[str, pd.DataFrame]
+    received: list[bytes]
 
 
-def _ring_tables(mem, layout, n_desc: int) -> dict:
-    import struct
-
+def _ring_tables(mem: GuestMemory, layout: Layout, n_desc: int) -> dict[str, pd.DataFrame]:
     desc = []
     for i in range(n_desc):
-        addr, length, flags, nxt = struct.unpack("<QIHH", mem.read(layout.desc + 16 * i, 16))
-        names = [n for bit, n in ((1, "NEXT"), (2, "WRITE"), (4, "INDIRECT")) if flags & bit]
-        desc.append({"番号": i, "addr": f"{addr:#x}", "len": length, "flags": "|".join(names) or "0",
-                     "next": nxt})
+        d = read_descriptor(mem, layout, i)
+        names = [n for bit, n in ((1, "NEXT"), (2, "WRITE"), (4, "INDIRECT")) if d.flags & bit]
+        desc.append({"番号": i, "addr": f"{d.addr:#x}", "len": d.len, "flags": "|".join(names) or "0",
+                     "next": d.next})
     avail_idx, used_idx = mem.u16(layout.avail + 2), mem.u16(layout.used + 2)
     avail = [mem.u16(layout.avail + 4 + 2 * i) for i in range(layout.size)]
-    used = [struct.unpack("<II", mem.read(layout.used + 4 + 8 * i, 8)) for i in range(layout.size)]
+    used = [read_used_elem(mem, layout, i) for i in range(layout.size)]
     return {
         "descriptors": pd.DataFrame(desc).set_index("番号"),
         "rings": pd.DataFrame({
@@ -296,27 +279,28 @@ def _ring_tables(mem, layout, n_desc: int) -> dict:
     }
 
 
-def ring_demo(messages=(b"hello, ", b"virtio ", b"ring")) -> RingDemo:
+def ring_demo(messages: Sequence[bytes] = (b"hello, ", b"virtio ", b"ring")) -> RingDemo:
     """Queue ``messages`` as one batch (the first two chained), then let the device take them."""
-    from lab.devices.memory import GuestMemory
-    from lab.devices.models import VirtioDevice
-    from lab.devices.virtqueue import DriverQueue, Layout
-
     mem = GuestMemory(bytearray(0x4000))
     layout = Layout.contiguous(0x1000, 4)
     driver = DriverQueue(mem, layout)
     device = VirtioDevice(mem, layout)
     addrs = [0x3000 + 0x100 * i for i in range(len(messages))]
-    for a, m in zip(addrs, messages):
+    for a, m in zip(addrs, messages, strict=True):
         mem.write(a, m)
     driver.add([(addrs[0], len(messages[0]), False), (addrs[1], len(messages[1]), False)])
-    for a, m in zip(addrs[2:], messages[2:]):
+    for a, m in zip(addrs[2:], messages[2:], strict=True):
         driver.add([(a, len(m), False)])
     driver.publish()
     before = _ring_tables(mem, layout, len(messages))
-    received: list = []
+    received: list[bytes] = []
     sink_consume = device.sink.consume
-    device.sink.consume = lambda data: (received.append(bytes(data)), sink_consume(data))  # type: ignore[method-assign]
+
+    def consume(data: bytes | memoryview) -> None:  # the sink, and a copy for the table
+        received.append(bytes(data))
+        sink_consume(data)
+
+    device.sink.consume = consume  # type: ignore[method-assign]
     device.notify()
     after = _ring_tables(mem, layout, len(messages))
     device.close()
@@ -325,11 +309,8 @@ def ring_demo(messages=(b"hello, ", b"virtio ", b"ring")) -> RingDemo:
 
 def malformed_cases() -> pd.DataFrame:
     """What the virtio device answers to broken rings: the check and its message (no KVM)."""
-    from lab.devices.memory import GuestMemory
-    from lab.devices.models import VirtioDevice
-    from lab.devices.virtqueue import VIRTQ_DESC_F_NEXT, DriverQueue, Layout
 
-    def case(build) -> str:
+    def case(build: Callable[[GuestMemory, Layout, DriverQueue], None]) -> str:
         mem = GuestMemory(bytearray(0x4000))
         layout = Layout.contiguous(0x1000, 4)
         driver = DriverQueue(mem, layout)
@@ -360,17 +341,15 @@ def malformed_cases() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["ゲストが渡したもの", "デバイスモデルの答え"])
 
 
-def recorded_hosts(root=None) -> pd.DataFrame:
+def recorded_hosts(root: str | None = None) -> pd.DataFrame:
     """One row per recording of the io benchmark under ``data/measured`` (every host): the headline numbers."""
-    from lab.bench import io as bench_io
-
     data = bench_io.load_recorded(root)
     data = data[data["status"] == "ok"]
     rows = []
     for (host_id, recorded_at), g in data.groupby(["host_id", "recorded_at"], sort=True):
         small, large = int(g["batch"].min()), int(g["batch"].max())
 
-        def rate(mode: str, batch: int) -> float:
+        def rate(mode: str, batch: int, g: pd.DataFrame = g) -> float:
             v = g.loc[(g["mode"] == mode) & (g["batch"] == batch), "requests_per_s"]
             return float(v.iloc[0]) if not v.empty else float("nan")
 

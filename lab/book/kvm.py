@@ -10,12 +10,21 @@ names that host and says why nothing was measured here. Set
 
 from __future__ import annotations
 
-import os
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
+from pandas.io.formats.style import Styler
 
-from lab import datapackage, fallback, paths
+from lab import datapackage, host, paths
+from lab.bench import exits as bench_exits
+from lab.bench import tour as bench_tour
+from lab.bench.harness import load_measured
+from lab.book import fallback, plots
+from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
+from lab.kvm import ioctl_numbers
 
 KIND_LABELS = {
     "loop": "空ループ(exit なし)",
@@ -43,7 +52,7 @@ class Shown:
     live: bool
     host_id: str
     note: fallback.Note
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def _repr_html_(self) -> str:
         return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
@@ -52,26 +61,10 @@ class Shown:
         return f"{self.note}\n{self.frame.to_string(index=False)}"
 
 
-def live_reason() -> str | None:
-    """None when the chapters can use KVM here, else why not (in Japanese, with the probe's reason)."""
-    if os.environ.get("LAB_FORCE_RECORDED"):
-        return "環境変数 LAB_FORCE_RECORDED が設定されている"
-    from lab import host
-
-    info = host.probe_kvm()
-    return None if info.usable else f"この機械では KVM が使えない({info.reason})"
-
-
 # --------------------------------------------------------------------------- recorded data
 
 
-def _recorded(resource: str, root=None) -> pd.DataFrame:
-    from lab.bench.harness import load_measured
-
-    return load_measured(resource, root)
-
-
-def _latest(frame: pd.DataFrame, **where) -> pd.DataFrame:
+def _latest(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
     for key, value in where.items():
         frame = frame[frame[key] == value]
     if frame.empty:
@@ -80,53 +73,99 @@ def _latest(frame: pd.DataFrame, **where) -> pd.DataFrame:
     return frame[frame["recorded_at"] == last]
 
 
-def _recorded_note(why: str, row) -> fallback.Note:
-    nested = "入れ子の仮想マシン" if bool(row["nested"]) else "ベアメタル"
-    return fallback.recorded_note(
-        reason=why, host_id=row["host_id"], recorded=f"{row['recorded_at']:%Y-%m-%d %H:%M} UTC",
-        detail=f"{row['cpu_model']}、カーネル {row['kernel']}、{nested}、KVM モジュール {row['kvm_modules']}",
-    )
-
-
-def _live_note(host_id: str, text: str) -> fallback.Note:
-    return fallback.Note(title="この機械で測った結果です", body=f"ホスト {host_id}: {text}",
-                         kind="tip", css_class="lab-live")
-
-
 # --------------------------------------------------------------------------- the KVM chapter
 
+#: The tour's action ids (lab.bench.tour) in words.
+ACTIONS_JA = {
+    "open": "/dev/kvm を開く", "check_extension": "機能を問い合わせる", "vcpu_mmap_size": "vCPU 共有領域の大きさ",
+    "create_vm": "VM を作る", "set_memory": "ゲストのメモリを与える", "load": "プログラムを置く",
+    "create_vcpu": "vCPU を作りレジスタを設定する", "run": "実行する", "serial": "シリアルポートに届いた文字",
+    "close": "すべて閉じる",
+}
+NO_IOCTL_JA = {"load": "(メモリへの書き込み)"}
+BAD_GUESTS_JA = {
+    "triple_fault": "IDT のない状態で未定義命令 (ud2) を実行",
+    "jump_unmapped": "メモリのないアドレスへジャンプ",
+    "spin": "ずっと終わらない (jmp .)",
+    "hypercall_once": "保護モードで {insn} を 1 回",
+}
+MODES_JA = {"real": "リアルモード", "protected32": "32 ビット保護モード", "long64": "64 ビットモード"}
 
-def _tour_table(section: str, cols: dict[str, str], live_rows: str, root=None) -> Shown:
+
+def _exit_words(v: dict[str, Any]) -> str:
+    if v["reason"] == "io":
+        data = bytes.fromhex(v.get("data", ""))
+        return f"exit: io {v['direction']} port={v['port']:#x} size={v['size']} data={data!r} (rip={v['rip']:#x})"
+    return f"exit: {v['reason']} (rip={v['rip']:#x})"
+
+
+def _result_words(action: str, v: dict[str, Any]) -> str:
+    """What a step of the hello walk answered, as the chapter says it."""
+    words = {
+        "open": lambda: f"API version {v['api_version']}",
+        "check_extension": lambda: ", ".join(f"{k}={n}" for k, n in v.items()),
+        "vcpu_mmap_size": lambda: f"{v['bytes']} バイト",
+        "create_vm": lambda: "VM の fd を得た",
+        "set_memory": lambda: (f"ゲスト物理 {v['guest_addr']:#x}-{v['guest_addr'] + v['size'] - 1:#x} "
+                               f"({v['size'] // 1024} KiB)"),
+        "load": lambda: f"{v['bytes']} バイトを {v['origin']:#x} へ",
+        "create_vcpu": lambda: f"{MODES_JA[v['mode']]}: CS.base={v['cs_base']:#x}, RIP={v['rip']:#x}",
+        "run": lambda: _exit_words(v),
+        "serial": lambda: repr(v["text"]),
+        "close": lambda: "fd とマッピングを解放した",
+    }
+    return words[action]()
+
+
+def _text(value: Any) -> str:
+    """A string cell of a loaded resource: an empty cell comes back missing (None or NaN)."""
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def tour_words(steps: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the ``tour`` resource (machine values) in words: step, action, ioctl, outcome, result."""
+    rows = []
+    for r in steps.itertuples(index=False):
+        v = json.loads(r.values)
+        if r.section == "hello":
+            action, result = ACTIONS_JA[r.action], _result_words(r.action, v)
+        else:
+            action = f"{r.action}: {BAD_GUESTS_JA[r.action].format(**v)}"
+            result = _text(r.message) or "ハイパーコールは完了した"
+            if pd.notna(r.seconds):
+                result += f" [{r.seconds:.1f} s]"
+        rows.append({"step": r.step, "action": action, "ioctl": _text(r.ioctl) or NO_IOCTL_JA.get(r.action, "-"),
+                     "outcome": r.outcome, "result": result})
+    return pd.DataFrame(rows)
+
+
+def _tour_table(section: str, cols: dict[str, str], root: str | None = None) -> Shown:
     """A table of the tour: run live when KVM is usable, else the latest recording of ``section``."""
     why = live_reason()
     if why is None:
-        from lab import host
-        from lab.kvm import tour as live_tour
-
-        frame = pd.DataFrame(getattr(live_tour, live_rows)())[list(cols)].rename(columns=cols)
+        run = bench_tour.hello_steps if section == "hello" else bench_tour.bad_guest_steps
+        frame = tour_words(pd.DataFrame([s.as_row() for s in run()]))[list(cols)].rename(columns=cols)
         hid = host.host_id(host.read_cpuinfo())
-        return Shown(frame, True, hid, _live_note(hid, "この表は、いまこの機械で実際に実行した結果です。"))
-    rec = _latest(_recorded("tour", root), section=section)
-    frame = rec[list(cols)].rename(columns=cols).reset_index(drop=True)
-    return Shown(frame, False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]))
+        note = fallback.live_note(host_id=hid, text="この表は、いまこの機械で実際に実行した結果です。")
+        return Shown(frame, True, hid, note)
+    rec = _latest(load_measured("tour", root), section=section)
+    frame = tour_words(rec)[list(cols)].rename(columns=cols)
+    return Shown(frame, False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why))
 
 
-def tour(root=None) -> Shown:
+def tour(root: str | None = None) -> Shown:
     """The step-by-step run of the hello guest."""
-    cols = {"step": "手順", "action": "すること", "ioctl": "ioctl", "result": "結果"}
-    return _tour_table("hello", cols, "hello_steps", root)
+    return _tour_table("hello", {"step": "手順", "action": "すること", "ioctl": "ioctl", "result": "結果"}, root)
 
 
-def bad_guests(root=None) -> Shown:
+def bad_guests(root: str | None = None) -> Shown:
     """How each misbehaving guest ends: a typed error, never a hang."""
-    cols = {"action": "ゲスト", "ioctl": "結末", "result": "VMM のメッセージ"}
-    return _tour_table("errors", cols, "bad_guest_rows", root)
+    return _tour_table("errors", {"action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}, root)
 
 
 def ioctl_table() -> pd.DataFrame:
     """Every ioctl the mini VMM uses: level, direction, argument size, the number _IOC builds."""
-    from lab.kvm import ioctl_numbers as n
-
+    n = ioctl_numbers
     level = {0x00: "system", 0x01: "system", 0x03: "system", 0x04: "system", 0x05: "system"}
     dirs = {0: "_IO", 1: "_IOW", 2: "_IOR", 3: "_IOWR"}
     rows = []
@@ -149,19 +188,17 @@ def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
         "サイクル/回(中央値)": frame["cycles_per_exit"].round(0),
         "正味(空ループを引く)": frame["net_cycles_per_exit"].round(0),
         "ns/回": frame["ns_per_exit"].round(0),
-        "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}") for a, b in zip(frame["cycles_q1"], frame["cycles_q3"])],
+        "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}")
+                      for a, b in zip(frame["cycles_q1"], frame["cycles_q3"], strict=True)],
         "理由": frame["reason"].fillna(""),
     })
     return out.reset_index(drop=True)
 
 
-def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root=None) -> Shown:
+def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None) -> Shown:
     """The exits benchmark: measured here (quick settings) or the latest recording."""
     why = live_reason()
     if why is None:
-        from lab import host
-        from lab.bench import exits as bench_exits
-
         results = bench_exits.run(repeat=repeat, iterations=iterations, mode=mode, hypercall_timeout_s=1.0)
         prov = {"host_id": host.host_id(host.read_cpuinfo()), "recorded_at": pd.Timestamp.now(tz="UTC")}
         raw = bench_exits.to_frame(results, prov)
@@ -169,19 +206,18 @@ def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", ro
                     "host_ns_per_exit", "tsc_khz"):
             raw[col] = pd.to_numeric(raw[col])
         raw["reason"] = raw["reason"].replace("", None)
+        text = (f"この表は、いまこの機械で測った値です(各 {iterations} 回 × {repeat} 回の繰り返し、{mode})。"
+                "`python -m lab bench exits` で既定の回数で測り直せます。")
         return Shown(_exits_display(raw), True, prov["host_id"],
-                     _live_note(prov["host_id"],
-                                f"この表は、いまこの機械で測った値です(各 {iterations} 回 × {repeat} 回の繰り返し、{mode})。"
-                                f"`python -m lab bench exits` で既定の回数で測り直せます。"),
-                     {"raw": raw})
-    rec = _latest(_recorded("exits", root), mode=mode)
-    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], _recorded_note(why, rec.iloc[0]),
+                     fallback.live_note(host_id=prov["host_id"], text=text), {"raw": raw})
+    rec = _latest(load_measured("exits", root), mode=mode)
+    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why),
                  {"raw": rec.reset_index(drop=True)})
 
 
-def recorded_exits(root=None) -> pd.DataFrame:
+def recorded_exits(root: str | None = None) -> pd.DataFrame:
     """All recorded exits rows, every host and mode, with provenance."""
-    return _recorded("exits", root)
+    return load_measured("exits", root)
 
 
 def published_vmexit() -> pd.DataFrame:
@@ -192,11 +228,11 @@ _LEVELS = {"bare_metal": "ベアメタル", "nested_l2": "入れ子(L2)"}
 _VARIANTS = {"before_patch": "変更前", "after_patch": "変更後", "range": "範囲", "approx": "およそ"}
 
 
-def published_table():
+def published_table() -> Styler:
     """The published vmexit figures for reading: one row per figure, Japanese headings, no index."""
     pub = published_vmexit()
     cycles = [f"{int(lo):,}" if pd.isna(hi) else f"{int(lo):,}–{int(hi):,}"
-              for lo, hi in zip(pub["cycles"], pub["cycles_high"])]
+              for lo, hi in zip(pub["cycles"], pub["cycles_high"], strict=True)]
     table = pd.DataFrame({
         "環境": pub["level"].map(_LEVELS).fillna(pub["level"]),
         "テスト": pub["test"],
@@ -224,10 +260,8 @@ def published_summary() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_published():
+def plot_published() -> Figure:
     """Bars: published bare-metal vs nested cycles per exit."""
-    from lab import plots
-
     s = published_summary()
     fig, ax = plots.figure()
     x = range(len(s))
@@ -244,10 +278,8 @@ def plot_published():
     return fig
 
 
-def plot_recorded(root=None):
+def plot_recorded(root: str | None = None) -> Figure:
     """Bars: recorded cycles per exit per kind, one bar per host and mode (log scale)."""
-    from lab import plots
-
     rec = recorded_exits(root)
     rec = rec[rec["status"] == "ok"]
     latest = rec.sort_values("recorded_at").groupby(["host_id", "mode"])["recorded_at"].transform("max")
@@ -258,8 +290,8 @@ def plot_recorded(root=None):
     width = 0.8 / max(len(groups), 1)
     for gi, ((host_id, mode), g) in enumerate(groups):
         vals = [g.loc[g["kind"] == k, "cycles_per_exit"].median() for k in kinds]
-        lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals)]
-        hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals)]
+        lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals, strict=True)]
+        hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals, strict=True)]
         ax.bar([i + gi * width for i in range(len(kinds))], vals, width=width, yerr=[lo, hi],
                capsize=2, label=f"{host_id} ({mode})")
     ax.set_yscale("log")
@@ -272,9 +304,9 @@ def plot_recorded(root=None):
     return fig
 
 
-def vmexit_facts(root=None) -> dict:
+def vmexit_facts(root: str | None = None) -> dict[str, Any]:
     """Every number the VMExit chapter's prose quotes, computed from data/ (glued into the text)."""
-    facts: dict = {}
+    facts: dict[str, Any] = {}
     s = published_summary().set_index("test")
     pub = published_vmexit()
     nested = pub[pub["level"] == "nested_l2"].set_index(["test", "variant"])["cycles"]
@@ -313,5 +345,6 @@ def vmexit_facts(root=None) -> dict:
         facts["rec_user_over_kernel"] = facts["rec_pio_user_net"] / max(facts["rec_cpuid_net"], 1.0)
         if "rec_pio_ioeventfd" in facts:
             facts["rec_user_over_ioeventfd"] = facts["rec_pio_user"] / max(facts["rec_pio_ioeventfd"], 1.0)
-        facts["rec_cpuid_over_bare"] = facts["rec_cpuid"] / ((facts["pub_cpuid_bare_min"] + facts["pub_cpuid_bare_max"]) / 2)
+        bare_mid = (facts["pub_cpuid_bare_min"] + facts["pub_cpuid_bare_max"]) / 2
+        facts["rec_cpuid_over_bare"] = facts["rec_cpuid"] / bare_mid
     return facts

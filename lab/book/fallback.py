@@ -10,7 +10,16 @@ machine could not measure. Every such note carries the CSS class
 from __future__ import annotations
 
 import html
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lab import host
+
+#: Set this environment variable to see the recorded view on a KVM host.
+FORCE_RECORDED_ENV = "LAB_FORCE_RECORDED"
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,33 @@ def recorded_note(*, reason: str, host_id: str, recorded: str, detail: str = "")
     )
 
 
-def live_note(*, host_id: str, detail: str = "") -> Note:
-    """Say that the figures below were measured just now, on this machine."""
+def live_note(*, host_id: str, detail: str = "", text: str = "") -> Note:
+    """Say that the figures below were measured just now, on this machine (``text`` says more)."""
     return Note(
         title="この機械で測った結果です",
-        body=f"ホスト {host_id}" + (f"({detail})" if detail else "") + " で、このセルを実行したときに測定しました。",
+        body=f"ホスト {host_id}" + (f"({detail})" if detail else "") + " で、このセルを実行したときに測定しました。"
+        + text,
         kind="tip",
         css_class="lab-live",
     )
+
+
+def host_detail(row: Mapping[str, Any]) -> str:
+    """A recorded host in words, from its provenance row (CPU, kernel, nested or not, KVM modules)."""
+    nested = "入れ子の仮想マシン" if bool(row["nested"]) else "ベアメタル"
+    return f"{row['cpu_model']}、カーネル {row['kernel']}、{nested}、KVM モジュール {row['kvm_modules']}"
+
+
+def recorded_from(row: Mapping[str, Any], reason: str) -> Note:
+    """:func:`recorded_note` for a recording joined with its provenance row."""
+    when = row["recorded_at"]
+    recorded = f"{when:%Y-%m-%d %H:%M} UTC" if isinstance(when, datetime) else str(when)
+    return recorded_note(reason=reason, host_id=str(row["host_id"]), recorded=recorded, detail=host_detail(row))
+
+
+def live_reason() -> str | None:
+    """None when the chapters can use KVM here, else why not (in Japanese, with the probe's reason)."""
+    if os.environ.get(FORCE_RECORDED_ENV):
+        return f"環境変数 {FORCE_RECORDED_ENV} が設定されている"
+    info = host.probe_kvm()
+    return None if info.usable else f"この機械では KVM が使えない({info.reason})"

@@ -1,0 +1,51 @@
+"""The layer contract of lab (``[tool.importlinter]`` in pyproject.toml) holds, and can fail.
+
+``lint-imports`` (import-linter) checks that each layer imports only those
+below it (book | bench, virt, published | devices, host | kvm, guests |
+datapackage, paths) and that the mechanism imports no pandas, matplotlib,
+ipywidgets or book code. The second test breaks the contract on purpose in a
+copy of the package, to show that the check really fails on a violation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.paths import REPO_ROOT
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess[str]:
+    if not LINT_IMPORTS.exists():
+        pytest.fail(f"{LINT_IMPORTS} is missing: run 'make setup' (import-linter is pinned in requirements.txt)")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--config", str(root / "pyproject.toml")],
+                          cwd=root, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_layers_are_kept():
+    out = _lint(REPO_ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+@pytest.mark.parametrize("module, line, contract", [
+    ("lab/kvm/_violation.py", "from lab.bench import harness\n", "lab is layered"),
+    ("lab/devices/_violation.py", "import matplotlib.pyplot\n", "the mechanism"),
+    ("lab/bench/_violation.py", "from lab.book import kvm\n", "lab is layered"),
+])
+def test_a_violation_breaks_the_contract(tmp_path, module, line, contract):
+    shutil.copytree(REPO_ROOT / "lab", tmp_path / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / module).write_text(line)
+    out = _lint(tmp_path)
+    assert out.returncode != 0, out.stdout
+    broken = out.stdout.split("Broken contracts")[-1]
+    assert contract in broken and "_violation" in broken, out.stdout
