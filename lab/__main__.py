@@ -38,7 +38,8 @@ def probe_rows(p: host.Probe) -> list[tuple[str, str, str]]:
     if (a := k.access) is not None:
         rows.append((a.device, f"{a.owner}:{a.group} {a.mode}", "Debian's udev rule gives root:kvm crw-rw----"))
         if a.qemu_can_open is not None:
-            rows.append((f"qemu as {a.qemu_user}:{a.qemu_group}", "can open it" if a.qemu_can_open else "cannot open it",
+            verdict = "can open it" if a.qemu_can_open else "cannot open it"
+            rows.append((f"qemu as {a.qemu_user}:{a.qemu_group}", verdict,
                          f"fix, as root: {a.fix}" if a.fix else "libvirt's QEMU can use KVM"))
     rows += [(f"module {m.name}", f"nested={m.nested}" if m.nested is not None else "loaded",
               m.backend or m.nested_reason or "") for m in k.modules]

@@ -24,7 +24,8 @@ from lab import host
 LIVE_SUITES = ("kvm", "libvirtd", "root", "kit")
 #: What a reader runs to make each live suite run.
 ENABLE = {
-    "kvm": "give this user read-write access to /dev/kvm (sudo usermod -aG kvm $USER, then log in again) or run as root",
+    "kvm": "give this user read-write access to /dev/kvm (sudo usermod -aG kvm $USER, then log in again) "
+           "or run as root",
     "libvirtd": "install the live packages and start the daemons: sudo tools/libvirt-daemons.sh start "
                 "(make test does both when run as root)",
     "root": "run the tests as root: sudo make test",

@@ -19,6 +19,7 @@ import pytest
 
 from lab.paths import REPO_ROOT
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -51,7 +51,6 @@ def declared() -> dict[str, str]:
 def normalise(program: str) -> str:
     """``/usr/sbin/useradd`` is the declared ``useradd``."""
     return program.rsplit("/", 1)[-1] if program.startswith(("/usr/", "/bin/", "/sbin/")) else program
-    return out
 
 
 # --------------------------------------------------------------------------- Python
@@ -212,15 +211,15 @@ def started_programs() -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def shfmt() -> None:
     if shutil.which("shfmt") is None:
-        pytest.fail("shfmt is missing: it is a declared test program (apt-get install shfmt; make test installs it as root)")
+        pytest.fail("shfmt is missing: it is a declared test program "
+                    "(apt-get install shfmt; make test installs it as root)")
 
 
 def test_every_started_program_is_declared(shfmt):
     known = declared()
     undeclared = {p: sorted(files) for p, files in started_programs().items() if p not in known}
-    assert not undeclared, (
-        "programs started but not declared in tools/programs.tsv (add each with its Debian package "
-        f"and purpose): {undeclared}")
+    assert not undeclared, ("programs started but not declared in tools/programs.tsv "
+                            f"(add each with its Debian package and purpose): {undeclared}")
 
 
 def test_the_scan_finds_programs_in_each_kind_of_source(shfmt):
@@ -231,10 +230,11 @@ def test_the_scan_finds_programs_in_each_kind_of_source(shfmt):
               "out=$(qemu-img info x)\ntools/setup.sh book\n\"$VENV/bin/python\" -V\n")
     assert shell_programs(script) == {"grep", "awk", "virsh", "cat", "xmllint", "qemu-img"}
     python = ("import subprocess, shutil\nsubprocess.run(['gcc', '-v'])\nshutil.which('objcopy')\n"
-              "subprocess.run([exe])\n_run(['dpkg-deb', '-x'])\nargv = ['apt-get', 'download']\nx = ['not', 'argv']\n")
+              "subprocess.run([exe])\n_run(['dpkg-deb', '-x'])\nargv = ['apt-get', 'download']\n"
+              "x = ['not', 'argv']\n")
     assert python_programs(python) == {"gcc", "objcopy", "dpkg-deb", "apt-get"}
-    chapter = "```{code-cell} ipython3\n:tags: [remove-input]\n!ls -l /dev/kvm\nx = 1\n```\n" \
-              "```{code-cell} ipython3\n%%bash\nlsmod | grep kvm\n```\n"
+    chapter = ("```{code-cell} ipython3\n:tags: [remove-input]\n!ls -l /dev/kvm\nx = 1\n```\n"
+               "```{code-cell} ipython3\n%%bash\nlsmod | grep kvm\n```\n")
     assert chapter_programs(chapter) == {"ls", "lsmod", "grep"}
     assert makefile_recipes("test:\n\t@$(VENV)/bin/pytest\n\t@echo $$HOME\n") == ".venv/bin/pytest\necho $HOME"
 
@@ -245,7 +245,8 @@ def test_the_list_is_well_formed():
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
-        assert len(fields) == 4 and all(f.strip() for f in fields), f"programs.tsv line {n}: want 4 tab-separated fields"
-        assert fields[2] in {"base", "book", "live", "test", "pip"}, f"programs.tsv line {n}: unknown purpose {fields[2]!r}"
+        where = f"programs.tsv line {n}"
+        assert len(fields) == 4 and all(f.strip() for f in fields), f"{where}: want 4 tab-separated fields"
+        assert fields[2] in {"base", "book", "live", "test", "pip"}, f"{where}: unknown purpose {fields[2]!r}"
         purposes.add(fields[2])
     assert purposes == {"base", "book", "live", "test", "pip"}

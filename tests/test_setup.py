@@ -43,7 +43,8 @@ def test_check_names_the_missing_program_and_its_package(tmp_path):
     env = {**os.environ, "LAB_PROGRAMS_LIST": _list(tmp_path, "test")}
     out = subprocess.run([str(TOOLS / "programs.sh"), "check", "test"], env=env, capture_output=True, text=True)
     assert out.returncode == 1
-    assert f"missing test program: {GHOST} (Debian package lab-ghost-package: apt-get install lab-ghost-package)" in out.stdout
+    want = f"missing test program: {GHOST} (Debian package lab-ghost-package: apt-get install lab-ghost-package)"
+    assert want in out.stdout
     ok = subprocess.run([str(TOOLS / "programs.sh"), "check", "base", "book", "live", "test"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout   # this machine ran set-up: everything declared is here

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +21,6 @@ from lab.virt.spec import (
     validate_xml,
     xml_diff,
 )
-
 
 
 def spec(**kw) -> DomainSpec:

@@ -51,7 +51,7 @@ class System:
             fd, self._fd = self._fd, None
             os.close(fd)
 
-    def __enter__(self) -> "System":
+    def __enter__(self) -> System:
         return self
 
     def __exit__(self, *exc) -> None:

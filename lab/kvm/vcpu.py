@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lab.kvm import _libc
 from lab.kvm.constants import (
@@ -56,8 +56,8 @@ from lab.kvm.ioctl_numbers import (
     KVM_GET_SREGS,
     KVM_GET_TSC_KHZ,
     KVM_RUN,
-    KVM_SET_REGS,
     KVM_SET_CPUID2,
+    KVM_SET_REGS,
     KVM_SET_SIGNAL_MASK,
     KVM_SET_SREGS,
 )

@@ -59,7 +59,7 @@ class IoEventFd:
     returning to this process (the path vhost and virtio notifications use).
     """
 
-    def __init__(self, vm: "Vm", port: int, length: int, datamatch: int | None):
+    def __init__(self, vm: Vm, port: int, length: int, datamatch: int | None):
         self._vm = vm
         self.port, self.length, self.datamatch = port, length, datamatch
         self.fd: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -140,7 +140,7 @@ class Vm:
         self.slots.clear()
         self._system._forget(self)
 
-    def __enter__(self) -> "Vm":
+    def __enter__(self) -> Vm:
         return self
 
     def __exit__(self, *exc) -> None:
