@@ -9,7 +9,8 @@ import pytest
 
 from lab.bench import qemu_io
 from lab.qemu import domain
-from lab.virt.spec import DomainSpec, validate_xml
+from lab.virt.spec import DomainSpec
+from lab.virt.validate import validate_xml
 
 FILES = domain.RunFiles(Path("/var/tmp/labqemuio-test"))
 

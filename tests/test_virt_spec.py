@@ -18,9 +18,9 @@ from lab.virt.spec import (
     check_name,
     device_rows,
     to_bytes,
-    validate_xml,
     xml_diff,
 )
+from lab.virt.validate import validate_xml
 
 
 def spec(**kw) -> DomainSpec:

@@ -51,7 +51,8 @@ from lab.virt.errors import (
 )
 from lab.virt.mapping import load_mapping, load_timeline, mapping_table
 from lab.virt.session import BOOK_PREFIX, TEST_PREFIX, Session, leftovers, remove_leftovers, session
-from lab.virt.spec import Disk, DomainSpec, VolumeSpec, compare_families, device_rows, validate_xml, xml_diff
+from lab.virt.spec import Disk, DomainSpec, VolumeSpec, compare_families, device_rows, xml_diff
+from lab.virt.validate import Validation, validate_xml
 
 __all__ = [
     "ALLOWED_STATES", "DEFAULT_URI", "OPERATIONS", "URI_ENV", "Attempt", "Connection", "Domain",
@@ -60,5 +61,5 @@ __all__ = [
     "NoSuchSnapshot", "PermissionDenied", "Rejected", "SpecError", "StorageError", "Unsupported", "VirtError",
     "load_mapping", "load_timeline", "mapping_table",
     "BOOK_PREFIX", "TEST_PREFIX", "Session", "leftovers", "remove_leftovers", "session",
-    "Disk", "DomainSpec", "VolumeSpec", "compare_families", "device_rows", "validate_xml", "xml_diff",
+    "Disk", "DomainSpec", "VolumeSpec", "compare_families", "device_rows", "validate_xml", "Validation", "xml_diff",
 ]
