@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
+import weakref
 
 from lab.kvm.errors import ClosedError, GuestMemoryError, MemoryInUse
 
@@ -65,6 +66,8 @@ class GuestMemory:
         mem.host_address = ctypes.addressof(anchor)
         del anchor
         LIVE_MAPPINGS[mem.host_address] = size
+        # Forgotten when the mapping really goes: at close(), or later with the last view.
+        weakref.finalize(mapping, LIVE_MAPPINGS.pop, mem.host_address, None)
         return mem
 
     # -- lifetime
@@ -93,8 +96,7 @@ class GuestMemory:
             raise MemoryInUse(
                 f"guest memory at {self.base:#x} still has views (from GuestMemory.view or a device model): "
                 f"it stays mapped until they are released; release them before closing the VM") from None
-        finally:
-            LIVE_MAPPINGS.pop(self.host_address or 0, None)
+        LIVE_MAPPINGS.pop(self.host_address or 0, None)
 
     #: the name the device models use for :meth:`close`
     release = close

@@ -48,10 +48,10 @@ def hello_steps(device: str = "/dev/kvm") -> list[dict]:
             serial = b""
             for _ in range(16):
                 ex = vcpu.run(timeout_s=5)
-                if ex.reason == "io":
-                    serial += ex.data or b""
+                if isinstance(io := ex.exit, kvm.exits.IoOut):
+                    serial += io.data
                     add("実行する", "KVM_RUN",
-                        f"exit: io {ex.direction} port={ex.port:#x} size={ex.size} data={ex.data!r} (rip={ex.rip:#x})")
+                        f"exit: io out port={io.port:#x} size={io.size} data={io.data!r} (rip={ex.rip:#x})")
                 else:
                     add("実行する", "KVM_RUN", f"exit: {ex.reason} (rip={ex.rip:#x})")
                     break
