@@ -140,12 +140,7 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
         worker: VhostWorker | None = None
         device: _Device | None = None
         try:
-            mem.write(abi.DATA, data)
-            _write_params(mem, count, size, batch, data_addr)
-            if mode.startswith("virtio"):
-                from lab.devices.virtqueue import DriverQueue, Layout
-                DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
-            device = DEVICE_CLASSES["virtio" if mode.startswith("virtio") else mode](mem)
+            device = _prepare(mem, mode, data, count, size, batch, data_addr)
             vm.load(program)
             vcpu = vm.create_vcpu(mode="protected32", entry=program.origin)
             tsc_khz = vcpu.tsc_khz()
@@ -153,25 +148,15 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 efd = vm.ioeventfd(abi.VIRTIO_NOTIFY, length=abi.VIRTIO_NOTIFY_SIZE, datamatch=0)
                 worker = VhostWorker(device, kick_fd=efd.fd).__enter__()  # type: ignore[arg-type]
             ports: Counter[int] = Counter()
-            bus = port_bus(device, ports)
-
             start = time.perf_counter_ns()
-            try:
-                _run_until_hlt(vcpu, bus, timeout_s)
-            except kvm.RunTimeout as exc:
-                if not device.errors:
-                    raise
-                raise IoRunError(
-                    f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
-                    f"requests ({device.errors[0]}); check the guest's queue or parameters") from exc
+            _run_until_hlt(vcpu, port_bus(device, ports), device, timeout_s)
             wall = time.perf_counter_ns() - start
+            eventfd_kicks = 0
             if worker is not None:
                 worker.close()  # raises if the worker thread failed
                 eventfd_kicks = worker.kicks
-            else:
-                eventfd_kicks = 0
             p = abi.PARAMS
-            result = IoRun(
+            return IoRun(
                 mode=mode, count=count, size=size, batch=batch,
                 exits=sum(ports.values()), exits_by_port={f"{k:#x}": v for k, v in sorted(ports.items())},
                 kicks=mem.u32(p + abi.P_KICKS), eventfd_kicks=eventfd_kicks, wall_ns=wall,
@@ -181,7 +166,6 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 guest_done=mem.u32(p + abi.P_DONE), guest_errors=mem.u32(p + abi.P_ERRORS),
                 tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors),
             )
-            return result
         finally:
             if worker is not None:
                 try:
@@ -192,11 +176,31 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 device.close()  # drops its views of guest memory before the VM unmaps it
 
 
+def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, batch: int,
+             data_addr: int) -> _Device:
+    """Put the payload, the parameters and (virtio) empty rings in guest memory; the device of ``mode``."""
+    mem.write(abi.DATA, data)
+    _write_params(mem, count, size, batch, data_addr)
+    kind = "virtio" if mode.startswith("virtio") else mode
+    if kind == "virtio":
+        from lab.devices.virtqueue import DriverQueue, Layout
+        DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
+    device: _Device = DEVICE_CLASSES[kind](mem)
+    return device
+
+
 # --------------------------------------------------------------------------- run loop
 
 
-def _run_until_hlt(vcpu: kvm.Vcpu, bus: kvm.Bus, timeout_s: float) -> None:
+def _run_until_hlt(vcpu: kvm.Vcpu, bus: kvm.Bus, device: _Device, timeout_s: float) -> None:
     """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to the devices on ``bus`` (one watchdog for the run)."""
-    exit_ = vcpu.run(timeout_s, pio=bus)
+    try:
+        exit_ = vcpu.run(timeout_s, pio=bus)
+    except kvm.RunTimeout as exc:
+        if not device.errors:
+            raise
+        raise IoRunError(
+            f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
+            f"requests ({device.errors[0]}); check the guest's queue or parameters") from exc
     if not isinstance(exit_.exit, kvm.exits.Hlt):
         raise IoRunError(f"the guest stopped with {exit_!r} instead of hlt: no device of this run handles it")

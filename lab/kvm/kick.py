@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 
 #: Signal used to kick a vCPU out of ``KVM_RUN`` (blocked outside ``KVM_RUN``).
 KICK_SIGNAL = signal.SIGRTMIN + 5
+KICK_SIGNAL_NAME = "SIGRTMIN+5"
 
 _STOP = b"\0"  # what the run writes to the monitor's pipe when it ends (no signal is number 0)
 

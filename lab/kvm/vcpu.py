@@ -34,14 +34,14 @@ from lab.kvm.ioctl_numbers import (
     KVM_SET_SIGNAL_MASK,
     KVM_SET_SREGS,
 )
-from lab.kvm.kick import KICK_SIGNAL, Guard
+from lab.kvm.kick import KICK_SIGNAL, KICK_SIGNAL_NAME, Guard
 from lab.kvm.structs import RUN_UNION_OFFSET, kvm_regs, kvm_run, kvm_sregs
 
 if TYPE_CHECKING:
     from lab.kvm.vm import Vm
 
 #: Signal used to kick a vCPU out of ``KVM_RUN`` (the watchdog's; blocked outside ``KVM_RUN``).
-WATCHDOG_SIGNAL = KICK_SIGNAL
+WATCHDOG_SIGNAL, WATCHDOG_SIGNAL_NAME = KICK_SIGNAL, KICK_SIGNAL_NAME
 MODES = x86.MODES
 
 _IMMEDIATE_EXIT = kvm_run.immediate_exit.offset
