@@ -116,3 +116,69 @@ def test_sigint_stops_the_run_at_once_and_leaks_nothing(case):
     assert r["outcome"] == "KeyboardInterrupt", r
     assert r["latency"] < LIMIT_S, f"{case}: KeyboardInterrupt {r['latency'] * 1000:.0f} ms after SIGINT"
     assert r["after"] == r["before"], f"{case}: leaked {r}"
+
+
+# --------------------------------------------------------------------------- in this process
+
+
+def test_the_kick_signal_is_the_one_the_chapter_names():
+    from lab.kvm import kick
+
+    base, offset = kick.KICK_SIGNAL_NAME.split("+")
+    assert kick.KICK_SIGNAL == getattr(signal, base) + int(offset)
+
+
+def test_a_signal_whose_handler_returns_does_not_stop_the_run():
+    """SIGUSR1 with a handler that only counts: the guest is kicked out, resumed, and finishes its loop."""
+    import threading
+
+    from lab import guests, kvm
+
+    seen = []
+    old_handler = signal.signal(signal.SIGUSR1, lambda *a: seen.append(1))
+    n = 20_000
+    program = guests.exit_loop("pio_user", n)
+    stop = threading.Event()
+
+    def pester():
+        while not stop.wait(0.02):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    try:
+        with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+            vm.load(program)
+            vcpu = vm.create_vcpu(entry=program.origin)
+            t = threading.Thread(target=pester)
+            t.start()
+            try:
+                ex = vcpu.run(timeout_s=30, resume_out_ports={guests.EXIT_PORT})
+            finally:
+                stop.set()
+                t.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old_handler)
+    assert seen, "no signal arrived during the run; make the loop longer"
+    assert isinstance(ex.exit, kvm.exits.Hlt) and ex.resumed == n
+    previous = signal.set_wakeup_fd(-1)
+    assert previous == -1, "the run left its wakeup fd installed"
+
+
+def test_kick_from_another_thread_stops_the_run():
+    import threading
+
+    from lab import guests, kvm
+
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(guests.SPIN)
+        vcpu = vm.create_vcpu(entry=guests.SPIN.origin)
+        assert vcpu.kick() is False  # not running: nothing to kick
+        timer = threading.Timer(0.3, vcpu.kick)
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(kvm.RunInterrupted, match="kicked"):
+            vcpu.run(timeout_s=30)
+        timer.join()
+        assert time.monotonic() - t0 < 5
+        vm.load(guests.CPUID_ONCE)
+        vcpu.jump(guests.CPUID_ONCE.origin)
+        assert vcpu.run(timeout_s=5).reason == "hlt"  # usable again
