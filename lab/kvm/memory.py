@@ -21,7 +21,7 @@ import mmap
 import struct
 import weakref
 
-from lab.kvm.errors import ClosedError, GuestMemoryError, MemoryInUse
+from lab.kvm.errors import ClosedError, GuestMemoryError, MemoryInUse, SyscallError
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -56,8 +56,11 @@ class GuestMemory:
     @classmethod
     def anonymous(cls, size: int, base: int = 0) -> GuestMemory:
         """Fresh zero-filled private host memory of ``size`` bytes, mapped with ``mmap``."""
-        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
-                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            raise SyscallError("mmap", exc.errno or 0, f"{size:#x} bytes of guest memory") from None
         mem = cls(mapping, base)
         mem._mmap = mapping
         # The address KVM needs: a ctypes object over the buffer tells it; it is

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from lab.kvm import _libc, x86
 from lab.kvm.bus import Bus
 from lab.kvm.constants import KVM_CAP_GET_TSC_KHZ, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO
-from lab.kvm.errors import ClosedError, IoctlError, KvmError, RunInterrupted, RunTimeout
+from lab.kvm.errors import ClosedError, IoctlError, KvmError, RunInterrupted, RunTimeout, SyscallError
 from lab.kvm.exits import Exit, Intr, IoIn, IoOut, MmioRead, MmioWrite, VcpuExit, decode, error_for
 from lab.kvm.ioctl_numbers import (
     KVM_GET_REGS,
@@ -61,7 +61,10 @@ class Vcpu:
         # exit_reason and, for IO, the word at the union holds direction | size << 8
         # | port << 16; for MMIO, is_write is the low byte of the word after
         # phys_addr, data[8] and len. mmap refuses to unmap while the views live.
-        self._page = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            self._page = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            raise SyscallError("mmap", exc.errno or 0, f"the kvm_run page of vCPU {index}") from None
         self._bytes = memoryview(self._page)
         self._words = self._bytes.cast("I")
         self._w_reason = kvm_run.exit_reason.offset // 4
