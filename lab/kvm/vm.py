@@ -1,10 +1,12 @@
 """The VM level of the mini VMM: guest memory slots, ioeventfds, vCPUs.
 
-Guest "physical" memory is ordinary anonymous host memory, handed to KVM
-with ``KVM_SET_USER_MEMORY_REGION``: the guest's address ``guest_addr`` is
-the host's ``host_addr``. Any guest address not covered by a slot is not
-memory at all: an access there leaves the guest as an MMIO exit, which is how
-emulated devices get their registers.
+Guest "physical" memory is ordinary anonymous host memory (a
+:class:`~lab.kvm.memory.GuestMemory`), handed to KVM with
+``KVM_SET_USER_MEMORY_REGION``: the guest's address ``guest_addr`` is the
+host's ``host_addr``. Device models get the same object (``vm.memory()``).
+Any guest address not covered by a slot is not memory at all: an access
+there leaves the guest as an MMIO exit, which is how emulated devices get
+their registers (:mod:`lab.kvm.bus`).
 """
 
 from __future__ import annotations
