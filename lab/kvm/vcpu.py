@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING
 from lab.kvm import _libc, x86
 from lab.kvm.bus import Bus
 from lab.kvm.constants import KVM_CAP_GET_TSC_KHZ, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO
-from lab.kvm.errors import ClosedError, IoctlError, KvmError, RunInterrupted, RunTimeout, SyscallError
+from lab.kvm.errors import (
+    ClosedError,
+    InvalidSetup,
+    IoctlError,
+    KvmError,
+    RunInterrupted,
+    RunTimeout,
+    SyscallError,
+)
 from lab.kvm.exits import Exit, Intr, IoIn, IoOut, MmioRead, MmioWrite, VcpuExit, decode, error_for
 from lab.kvm.ioctl_numbers import (
     KVM_GET_REGS,
@@ -198,6 +206,8 @@ class Vcpu:
             raise KvmError("set the vCPU up first (vm.create_vcpu does it)")
         if self._guard is not None:
             raise KvmError(f"vCPU {self.index} is already running (on another thread)")
+        if not 0 < timeout_s < 1e6:
+            raise InvalidSetup(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
         ports = frozenset(resume_out_ports)
         guard = Guard(self._set_immediate_exit, timeout_s)
         with guard:
