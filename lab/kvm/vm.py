@@ -22,7 +22,7 @@ from lab.kvm.constants import (
     KVM_IOEVENTFD_FLAG_DEASSIGN,
     KVM_IOEVENTFD_FLAG_PIO,
 )
-from lab.kvm.errors import ClosedError, IoctlError, KvmError, MemoryInUse, MemoryLayoutError
+from lab.kvm.errors import ClosedError, InvalidSetup, IoctlError, KvmError, MemoryInUse, MemoryLayoutError
 from lab.kvm.ioctl_numbers import (
     KVM_CREATE_VCPU,
     KVM_IOEVENTFD,
@@ -84,7 +84,7 @@ class IoEventFd:
 
     def __init__(self, vm: Vm, port: int, length: int, datamatch: int | None):
         if not 0 <= port <= 0xFFFF or length not in (0, 1, 2, 4, 8):
-            raise MemoryLayoutError(f"ioeventfd: port {port:#x} must be 16-bit and length one of 0, 1, 2, 4, 8")
+            raise InvalidSetup(f"ioeventfd: port {port:#x} must be 16-bit and length one of 0, 1, 2, 4, 8")
         self._vm = vm
         self.port, self.length, self.datamatch = port, length, datamatch
         self.fd: int | None = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
