@@ -159,6 +159,19 @@ def echo_program(port_in: int = 0x60) -> guests.Program:
     return guests.Program("echo", "real", guests.CODE_ADDR, code, tuple(listing), "in, then out")
 
 
+@kvm_live
+def test_resumed_ports_resume_every_size_and_nothing_else(no_leaks):
+    """The fast path learns the word of the first resumed out; other sizes and ports still take the full check."""
+    out_al, out_eax = asm.simple("out dx, al", b"\xee"), asm.simple("out dx, eax", b"\xef")
+    items = [asm.mov_dx_imm16(guests.EXIT_PORT, "protected32"), out_al, out_al, out_eax, out_al,
+             asm.mov_dx_imm16(guests.SERIAL_PORT, "protected32"), out_al, asm.simple("hlt", b"\xf4")]
+    code, listing = asm.assemble(items, guests.CODE_ADDR)
+    program = guests.Program("outs", "protected32", guests.CODE_ADDR, code, tuple(listing), "outs")
+    ex, _ = run_program(program, timeout_s=5, resume_out_ports={guests.EXIT_PORT})
+    assert isinstance(ex.exit, kvm.exits.IoOut) and ex.exit.port == guests.SERIAL_PORT
+    assert ex.resumed == 4
+
+
 class Keyboard:
     """A device on the I/O bus: each read answers the next byte; writes are collected."""
 
