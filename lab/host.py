@@ -13,7 +13,6 @@ negative field carries a ``reason`` that says why and what to do.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
 import hashlib
 import json
@@ -140,29 +139,6 @@ class KvmInfo:
     def backend(self) -> str | None:
         """The loaded back-end module (kvm_intel, kvm_amd, kvm_pvm), if any is known."""
         return next((m.name for m in self.modules if m.backend), None)
-
-
-# Used by lab.kvm.system.open() on this branch; issue 12 moves this text into lab.kvm.errors
-# (a public function there): remove it here at the merge.
-def _open_reason(device: str, exc: OSError) -> str:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        try:
-            st = os.stat(device)
-            mode = stat.filemode(st.st_mode)
-            owner = f"{mode}, owner uid {st.st_uid}, group gid {st.st_gid}"
-        except OSError:
-            owner = "mode unknown"
-        return (
-            f"permission denied opening {device} ({owner}) as uid {os.getuid()}: "
-            f"add this user to the device's group (usually 'kvm': "
-            f"sudo usermod -aG kvm $USER, then log in again) or run as root"
-        )
-    if exc.errno in (errno.ENXIO, errno.ENODEV):
-        return (
-            f"{device} exists but no KVM driver answers ({exc.strerror}): "
-            f"load kvm_intel or kvm_amd (modprobe) or enable virtualization in the firmware"
-        )
-    return f"cannot open {device}: {exc.strerror} (errno {exc.errno})"
 
 
 def read_kvm_modules(sys_module: str | os.PathLike[str] = "/sys/module") -> tuple[list[KvmModule], str | None]:

@@ -19,10 +19,10 @@ def open_fds() -> int:
 
 def kvm_mappings() -> int:
     """Mappings of KVM objects (the vCPUs' kvm_run pages) plus guest memory still mapped."""
-    from lab.kvm import _libc
+    from lab.kvm.memory import LIVE_MAPPINGS
 
     with open("/proc/self/maps") as f:
-        return sum(1 for line in f if "kvm" in line) + len(_libc.LIVE_MAPPINGS)
+        return sum(1 for line in f if "kvm" in line) + len(LIVE_MAPPINGS)
 
 
 @pytest.fixture
@@ -90,10 +90,11 @@ def test_real_mode_hello_prints_through_port_io(no_leaks):
         vcpu = vm.create_vcpu(mode="real", entry=guests.HELLO.origin)
         while True:
             ex = vcpu.run(timeout_s=5)
-            if ex.reason == "hlt":
+            if isinstance(ex.exit, kvm.exits.Hlt):
                 break
-            assert (ex.reason, ex.port, ex.direction, ex.size) == ("io", guests.SERIAL_PORT, "out", 1)
-            out += ex.data
+            assert isinstance(ex.exit, kvm.exits.IoOut) and ex.reason == "io"
+            assert (ex.exit.port, ex.exit.size, ex.exit.count) == (guests.SERIAL_PORT, 1, 1)
+            out += ex.exit.data
     assert out == b"Hi\n"
     assert ex.rip == guests.HELLO.origin + len(guests.HELLO.code)
 
@@ -108,7 +109,7 @@ def test_cpuid_is_handled_in_the_kernel(no_leaks, mode):
 @kvm_live
 def test_mmio_exit_reports_address_and_data(no_leaks):
     ex, _ = run_program(guests.MMIO_STORE, timeout_s=5)
-    assert (ex.reason, ex.address, ex.size, ex.direction, ex.data) == ("mmio", guests.MMIO_ADDR, 1, "write", b"*")
+    assert ex.exit == kvm.exits.MmioWrite(address=guests.MMIO_ADDR, data=b"*") and ex.reason == "mmio"
 
 
 @kvm_live
@@ -147,7 +148,7 @@ def test_ioeventfd_completes_out_in_the_kernel(no_leaks):
 @kvm_live
 def test_unhandled_out_returns_to_the_caller(no_leaks):
     ex, _ = run_program(guests.exit_loop("pio_user", 3), timeout_s=5)
-    assert (ex.reason, ex.port, ex.direction) == ("io", guests.EXIT_PORT, "out")
+    assert isinstance(ex.exit, kvm.exits.IoOut) and ex.exit.port == guests.EXIT_PORT
 
 
 def echo_program(port_in: int = 0x60) -> guests.Program:
@@ -159,27 +160,105 @@ def echo_program(port_in: int = 0x60) -> guests.Program:
 
 
 @kvm_live
-def test_io_handler_serves_in_and_out_within_one_run(no_leaks):
-    answers, written = iter([b"O", b"K"]), []
+def test_resumed_ports_resume_every_size_and_nothing_else(no_leaks):
+    """The fast path learns the word of the first resumed out; other sizes and ports still take the full check."""
+    out_al, out_eax = asm.simple("out dx, al", b"\xee"), asm.simple("out dx, eax", b"\xef")
+    items = [asm.mov_dx_imm16(guests.EXIT_PORT, "protected32"), out_al, out_al, out_eax, out_al,
+             asm.mov_dx_imm16(guests.SERIAL_PORT, "protected32"), out_al, asm.simple("hlt", b"\xf4")]
+    code, listing = asm.assemble(items, guests.CODE_ADDR)
+    program = guests.Program("outs", "protected32", guests.CODE_ADDR, code, tuple(listing), "outs")
+    ex, _ = run_program(program, timeout_s=5, resume_out_ports={guests.EXIT_PORT})
+    assert isinstance(ex.exit, kvm.exits.IoOut) and ex.exit.port == guests.SERIAL_PORT
+    assert ex.resumed == 4
 
-    def device(port, direction, size, data):
-        if direction == "in":
-            assert (port, size, data) == (0x60, 1, None)
-            return next(answers)
-        written.append(data)
-        return None
 
-    ex, _ = run_program(echo_program(), timeout_s=5, io_handler=device)
-    assert ex.reason == "hlt" and ex.resumed == 4
-    assert b"".join(written) == b"OK"
+class Keyboard:
+    """A device on the I/O bus: each read answers the next byte; writes are collected."""
+
+    def __init__(self, answers: bytes) -> None:
+        self.answers, self.written, self.reads = list(answers), [], []
+
+    def read(self, offset: int, data: memoryview) -> None:
+        self.reads.append((offset, len(data)))
+        data[:] = bytes([self.answers.pop(0)])
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.written.append((offset, data))
 
 
 @kvm_live
-def test_io_handler_can_decline_and_must_answer_the_right_size(no_leaks):
-    ex, _ = run_program(echo_program(), timeout_s=5, io_handler=lambda *a: False)
-    assert (ex.reason, ex.port, ex.direction) == ("io", 0x60, "in")
-    with pytest.raises(kvm.KvmError, match="answered 2 bytes to an 'in' of 1"):
-        run_program(echo_program(), timeout_s=5, io_handler=lambda *a: b"no")
+def test_a_bus_device_answers_in_and_takes_out_within_one_run(no_leaks):
+    keyboard, serial = Keyboard(b"OK"), Keyboard(b"")
+    bus = kvm.Bus()
+    bus.insert(0x60, 1, keyboard)
+    bus.insert(guests.SERIAL_PORT, 8, serial)
+    ex, _ = run_program(echo_program(), timeout_s=5, pio=bus)
+    assert isinstance(ex.exit, kvm.exits.Hlt) and ex.resumed == 4
+    assert keyboard.reads == [(0, 1), (0, 1)]
+    assert serial.written == [(0, b"O"), (0, b"K")]
+
+
+@kvm_live
+def test_an_exit_outside_every_bus_range_returns_to_the_caller(no_leaks):
+    bus = kvm.Bus()
+    bus.insert(guests.SERIAL_PORT, 8, Keyboard(b""))
+    ex, _ = run_program(echo_program(), timeout_s=5, pio=bus)
+    assert ex.exit == kvm.exits.IoIn(port=0x60, size=1, count=1, data_offset=ex.exit.data_offset)
+
+
+def mmio_load_program() -> guests.Program:
+    """32-bit: load a dword from MMIO_ADDR + 8, store it in RAM at 0x3000, store it back to MMIO_ADDR, halt."""
+    items = [asm.mov_imm32("ebx", guests.MMIO_ADDR + 8), asm.simple("mov eax, [ebx]", b"\x8b\x03"),
+             asm.store_abs32(0x3000, "eax"), asm.simple("mov [ebx], eax", b"\x89\x03"), asm.simple("hlt", b"\xf4")]
+    code, listing = asm.assemble(items, guests.CODE_ADDR)
+    return guests.Program("mmio_load", "protected32", guests.CODE_ADDR, code, tuple(listing), "MMIO load")
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.log = []
+
+    def read(self, offset: int, data: memoryview) -> None:
+        self.log.append(("read", offset, len(data)))
+        data[:] = (0x12345678).to_bytes(len(data), "little")
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.log.append(("write", offset, data))
+
+
+@kvm_live
+def test_an_mmio_read_is_answered_by_a_device(no_leaks):
+    mailbox, bus = Mailbox(), kvm.Bus()
+    bus.insert(guests.MMIO_ADDR, 0x1000, mailbox)
+    program = mmio_load_program()
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(program)
+        ex = vm.create_vcpu(mode="protected32", entry=program.origin).run(timeout_s=5, mmio=bus)
+        stored = vm.read_u32(0x3000)
+    assert isinstance(ex.exit, kvm.exits.Hlt) and ex.resumed == 2
+    assert stored == 0x12345678  # the guest's register got the device's answer
+    assert mailbox.log == [("read", 8, 4), ("write", 8, (0x12345678).to_bytes(4, "little"))]
+
+
+@kvm_live
+def test_without_a_device_an_mmio_read_returns_to_the_caller(no_leaks):
+    ex, _ = run_program(mmio_load_program(), timeout_s=5)
+    assert ex.exit == kvm.exits.MmioRead(address=guests.MMIO_ADDR + 8, size=4)
+
+
+@kvm_live
+def test_a_device_error_ends_the_run_and_leaks_nothing(no_leaks):
+    class Broken:
+        def read(self, offset, data):
+            raise RuntimeError("device on fire")
+
+        def write(self, offset, data):
+            raise RuntimeError("device on fire")
+
+    bus = kvm.Bus()
+    bus.insert(0x60, 1, Broken())
+    with pytest.raises(RuntimeError, match="on fire"):
+        run_program(echo_program(), timeout_s=5, pio=bus)
 
 
 # --------------------------------------------------------------------------- bad guests
@@ -286,6 +365,26 @@ def test_vcpu_after_its_vm_is_closed(no_leaks):
 
 
 @kvm_live
+def test_vcpu_and_ioeventfd_are_context_managers(no_leaks):
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        with vm.ioeventfd(guests.EXIT_PORT) as efd, vm.create_vcpu() as vcpu:
+            assert efd.take() == 0
+        assert vcpu.closed and efd.fd is None
+
+
+@kvm_live
+def test_a_view_of_guest_memory_outliving_the_vm_stays_valid(no_leaks):
+    with kvm.open() as system:
+        vm = system.create_vm(memory_kib=64)
+        vm.write(0x2000, b"data")
+        view = vm.memory(0).view(0x2000, 4)
+        with pytest.raises(kvm.MemoryInUse):
+            vm.close()
+        assert vm.closed and bytes(view) == b"data"  # still mapped: no read of unmapped memory
+        view.release()
+
+
+@kvm_live
 def test_closing_the_system_closes_everything(no_leaks):
     system = kvm.open()
     vm = system.create_vm(memory_kib=64)
@@ -297,18 +396,30 @@ def test_closing_the_system_closes_everything(no_leaks):
 
 
 @kvm_live
-def test_long_mode_needs_memory_for_page_tables(no_leaks):
-    with kvm.open() as system, system.create_vm(memory_kib=16) as vm:
-        with pytest.raises(kvm.KvmError, match="page tables"):
-            vm.create_vcpu(mode="long64")
-        assert vm._vcpus == []
+@pytest.mark.parametrize("memory_kib, mode, match", [(16, "long64", "page tables"), (64, "v86", "unknown mode")])
+def test_bad_vcpu_setup_is_refused_before_kvm_create_vcpu(no_leaks, monkeypatch, memory_kib, mode, match):
+    from lab.kvm import _libc
+
+    calls = []
+    real_ioctl = _libc.ioctl
+    monkeypatch.setattr(_libc, "ioctl", lambda *a, **kw: calls.append(kw.get("what")) or real_ioctl(*a, **kw))
+    with kvm.open() as system, system.create_vm(memory_kib=memory_kib) as vm:
+        calls.clear()
+        with pytest.raises(kvm.InvalidSetup, match=match):
+            vm.create_vcpu(mode=mode)
+        assert vm._vcpus == [] and calls == []
 
 
 @kvm_live
-def test_unknown_mode_is_rejected(no_leaks):
+def test_every_failing_ioctl_is_a_kvm_error(no_leaks):
     with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
-        with pytest.raises(ValueError, match="unknown mode"):
-            vm.create_vcpu(mode="v86")
+        with vm.ioeventfd(guests.EXIT_PORT), pytest.raises(kvm.KvmError) as twice:
+            vm.ioeventfd(guests.EXIT_PORT)  # the same port twice: KVM says EEXIST
+        with pytest.raises(kvm.KvmError) as slot:
+            vm.add_memory(1 << 62, 0x1000)  # beyond any guest-physical address width
+    for info, name in ((twice, "KVM_IOEVENTFD"), (slot, "KVM_SET_USER_MEMORY_REGION")):
+        assert isinstance(info.value, kvm.IoctlError) and isinstance(info.value, OSError)
+        assert info.value.ioctl == name and info.value.errno in (errno.EEXIST, errno.EINVAL)
 
 
 @kvm_live

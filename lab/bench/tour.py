@@ -89,9 +89,9 @@ def hello_steps(device: str = kvm.DEVICE) -> list[Step]:
             for _ in range(16):
                 ex = vcpu.run(timeout_s=5)
                 add("run", "KVM_RUN", **_exit_values(ex))
-                if ex.reason != "io":
+                if not isinstance(out := ex.exit, kvm.exits.IoOut):
                     break
-                serial += ex.data or b""
+                serial += out.data
             add("serial", "", text=serial.decode("ascii", "replace"))
     add("close", "munmap + close")
     return steps

@@ -95,7 +95,9 @@ MODES_JA = {"real": "リアルモード", "protected32": "32 ビット保護モ�
 def _exit_words(v: dict[str, Any]) -> str:
     if v["reason"] == "io":
         data = bytes.fromhex(v.get("data", ""))
-        return f"exit: io {v['direction']} port={v['port']:#x} size={v['size']} data={data!r} (rip={v['rip']:#x})"
+        # recordings before the typed exits say "direction"; typed ones name the exit type
+        direction = v.get("direction") or ("out" if v.get("exit") == "IoOut" else "in")
+        return f"exit: io {direction} port={v['port']:#x} size={v['size']} data={data!r} (rip={v['rip']:#x})"
     return f"exit: {v['reason']} (rip={v['rip']:#x})"
 
 

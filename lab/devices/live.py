@@ -11,22 +11,27 @@ notify port registered with ``KVM_IOEVENTFD`` and served by a
 :class:`~lab.devices.models.VhostWorker` thread: the vCPU does not come back
 to userspace for a kick).
 
-The device models get their exits through ``Vcpu.run(io_handler=...)``:
-the whole run is one call with one watchdog, so thousands of register
-accesses cost one ``KVM_RUN`` round trip each and nothing more.
+The device models get their exits through a port-I/O bus
+(``Vcpu.run(pio=bus)``, :mod:`lab.kvm.bus`): the whole run is one call with
+one watchdog, so thousands of register accesses cost one ``KVM_RUN`` round
+trip each and nothing more. The models work on the VM's own
+:class:`~lab.kvm.memory.GuestMemory`. Ctrl-C during a run raises
+``KeyboardInterrupt`` at once, after the host thread, the device and the VM
+are closed.
 """
 
 from __future__ import annotations
 
-import ctypes
 import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from lab import kvm
 from lab.devices import abi, guests
 from lab.devices.memory import DeviceError, GuestMemory
-from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, expected_checksum
+from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, _Device, expected_checksum
 
 MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
 
@@ -53,7 +58,7 @@ class IoRun(Delivery):
     def cycles_per_request(self) -> float:
         return self.guest_cycles / self.count
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(ok=self.ok, exits_per_request=self.exits_per_request,
                  requests_per_s=self.requests_per_s, cycles_per_request=self.cycles_per_request)
@@ -78,10 +83,27 @@ def check_params(mode: str, count: int, size: int, batch: int) -> None:
         raise ValueError(f"{count} x {size} bytes is more than the 64 MiB of payload a run may use")
 
 
-def _slot_buffer(vm):
-    """A ctypes array over memory slot 0 (valid until the VM unmaps it; see run_io)."""
-    slot = vm.slots[0]
-    return (ctypes.c_char * slot.size).from_address(slot.host_addr)
+class PortRegisters:
+    """One register of a device model on the VMM's port-I/O bus (:class:`lab.kvm.BusDevice`)."""
+
+    def __init__(self, device: _Device, port: int, counts: Counter[int]) -> None:
+        self.device, self.port, self.counts = device, port, counts
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.counts[self.port + offset] += 1
+        self.device.io_out(self.port + offset, data)
+
+    def read(self, offset: int, data: memoryview) -> None:
+        self.counts[self.port + offset] += 1
+        data[:] = self.device.io_in(self.port + offset, len(data))
+
+
+def port_bus(device: _Device, counts: Counter[int]) -> kvm.Bus:
+    """A bus with each of ``device``'s ports (4-byte registers); ``counts`` counts the accesses per port."""
+    bus = kvm.Bus()
+    for port in device.ports:
+        bus.insert(port, 4, PortRegisters(device, port, counts))
+    return bus
 
 
 def _write_params(mem: GuestMemory, count: int, size: int, batch: int, data_addr: int) -> None:
@@ -94,7 +116,7 @@ def _write_params(mem: GuestMemory, count: int, size: int, batch: int, data_addr
 
 
 def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
-           timeout_s: float = 60.0, system=None, data_addr: int = abi.DATA) -> IoRun:
+           timeout_s: float = 60.0, system: kvm.System | None = None, data_addr: int = abi.DATA) -> IoRun:
     """Run ``count`` requests of ``size`` bytes through the device of ``mode`` in a fresh VM.
 
     ``system`` is an open :class:`lab.kvm.System` to reuse (else one is opened
@@ -105,8 +127,6 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
     when the device refused the guest's requests and the guest could not
     finish, :class:`lab.kvm.RunTimeout` when the guest did not halt.
     """
-    from lab import kvm
-
     check_params(mode, count, size, batch)
     if system is None:
         with kvm.open() as own:
@@ -116,48 +136,27 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
     data = payload(count, size, seed)
     program = guests.PROGRAMS["virtio" if mode.startswith("virtio") else mode]
     with system.create_vm(memory_kib=abi.memory_size_for(count, size) // 1024) as vm:
-        mem = GuestMemory(_slot_buffer(vm))
-        worker = device = None
+        mem = vm.memory(0)
+        worker: VhostWorker | None = None
+        device: _Device | None = None
         try:
-            mem.write(abi.DATA, data)
-            _write_params(mem, count, size, batch, data_addr)
-            if mode.startswith("virtio"):
-                from lab.devices.virtqueue import DriverQueue, Layout
-                DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
-            device = DEVICE_CLASSES["virtio" if mode.startswith("virtio") else mode](mem)
+            device = _prepare(mem, mode, data, count, size, batch, data_addr)
             vm.load(program)
             vcpu = vm.create_vcpu(mode="protected32", entry=program.origin)
             tsc_khz = vcpu.tsc_khz()
-            efd = None
             if mode == "virtio_ioeventfd":
                 efd = vm.ioeventfd(abi.VIRTIO_NOTIFY, length=abi.VIRTIO_NOTIFY_SIZE, datamatch=0)
-                worker = VhostWorker(device, kick_fd=efd.fd).__enter__()
-            ports = Counter()
-
-            def handle(port: int, direction: str, size_: int, payload_: bytes | None):
-                if direction != "out" or not device.handles(port):
-                    return False
-                ports[port] += 1
-                device.io_out(port, payload_)
-                return None
-
+                worker = VhostWorker(device, kick_fd=efd.fd).__enter__()  # type: ignore[arg-type]
+            ports: Counter[int] = Counter()
             start = time.perf_counter_ns()
-            try:
-                _run_until_hlt(vcpu, handle, timeout_s)
-            except kvm.RunTimeout as exc:
-                if not device.errors:
-                    raise
-                raise IoRunError(
-                    f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
-                    f"requests ({device.errors[0]}); check the guest's queue or parameters") from exc
+            _run_until_hlt(vcpu, port_bus(device, ports), device, timeout_s)
             wall = time.perf_counter_ns() - start
+            eventfd_kicks = 0
             if worker is not None:
                 worker.close()  # raises if the worker thread failed
                 eventfd_kicks = worker.kicks
-            else:
-                eventfd_kicks = 0
             p = abi.PARAMS
-            result = IoRun(
+            return IoRun(
                 mode=mode, count=count, size=size, batch=batch,
                 exits=sum(ports.values()), exits_by_port={f"{k:#x}": v for k, v in sorted(ports.items())},
                 kicks=mem.u32(p + abi.P_KICKS), eventfd_kicks=eventfd_kicks, wall_ns=wall,
@@ -167,7 +166,6 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 guest_done=mem.u32(p + abi.P_DONE), guest_errors=mem.u32(p + abi.P_ERRORS),
                 tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors),
             )
-            return result
         finally:
             if worker is not None:
                 try:
@@ -175,15 +173,34 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 except DeviceError:
                     pass
             if device is not None:
-                device.close()
-            mem.release()  # before the VM unmaps its memory
+                device.close()  # drops its views of guest memory before the VM unmaps it
+
+
+def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, batch: int,
+             data_addr: int) -> _Device:
+    """Put the payload, the parameters and (virtio) empty rings in guest memory; the device of ``mode``."""
+    mem.write(abi.DATA, data)
+    _write_params(mem, count, size, batch, data_addr)
+    kind = "virtio" if mode.startswith("virtio") else mode
+    if kind == "virtio":
+        from lab.devices.virtqueue import DriverQueue, Layout
+        DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
+    device: _Device = DEVICE_CLASSES[kind](mem)
+    return device
 
 
 # --------------------------------------------------------------------------- run loop
 
 
-def _run_until_hlt(vcpu, handler, timeout_s: float) -> None:
-    """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to ``handler`` (one watchdog for the run)."""
-    exit_ = vcpu.run(timeout_s, io_handler=handler)
-    if exit_.reason != "hlt":
+def _run_until_hlt(vcpu: kvm.Vcpu, bus: kvm.Bus, device: _Device, timeout_s: float) -> None:
+    """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to the devices on ``bus`` (one watchdog for the run)."""
+    try:
+        exit_ = vcpu.run(timeout_s, pio=bus)
+    except kvm.RunTimeout as exc:
+        if not device.errors:
+            raise
+        raise IoRunError(
+            f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
+            f"requests ({device.errors[0]}); check the guest's queue or parameters") from exc
+    if not isinstance(exit_.exit, kvm.exits.Hlt):
         raise IoRunError(f"the guest stopped with {exit_!r} instead of hlt: no device of this run handles it")

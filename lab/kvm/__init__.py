@@ -4,8 +4,15 @@ Layered like rust-vmm's kvm-ioctls, one object per file descriptor:
 
 * :class:`~lab.kvm.system.System` - ``/dev/kvm``: API version, capabilities,
   the vCPU mmap size; creates VMs (:func:`open`).
-* :class:`~lab.kvm.vm.Vm` - guest memory slots, ioeventfds; creates vCPUs.
+* :class:`~lab.kvm.vm.Vm` - guest memory slots (:class:`GuestMemory`),
+  ioeventfds; creates vCPUs.
 * :class:`~lab.kvm.vcpu.Vcpu` - registers, ``KVM_RUN``, exits, the watchdog.
+
+Beside them: :mod:`lab.kvm.exits` (the exit types and their pure decoder),
+:mod:`lab.kvm.bus` (devices that answer I/O and MMIO exits),
+:mod:`lab.kvm.memory` (bounds-checked guest memory), :mod:`lab.kvm.x86`
+(CPU modes, page tables), :mod:`lab.kvm.kick` (watchdog and Ctrl-C),
+:mod:`lab.kvm.errors` (one error hierarchy under :class:`KvmError`).
 
 Everything is a context manager; closing an owner closes what it created::
 
@@ -13,22 +20,39 @@ Everything is a context manager; closing an owner closes what it created::
     with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
         vm.load(guests.HELLO)                       # real-mode code at HELLO.origin
         vcpu = vm.create_vcpu(mode="real", entry=guests.HELLO.origin)
-        exit = vcpu.run(timeout_s=5)                # -> Exit(reason="io", port=0x3f8, data=b"H", ...)
+        result = vcpu.run(timeout_s=5)              # -> Exit(exit=IoOut(port=0x3f8, ..., data=b"H"), ...)
 """
 
-from lab.kvm.errors import (  # noqa: F401
+from lab.kvm import exits
+from lab.kvm.bus import Bus, BusDevice
+from lab.kvm.errors import (
     ClosedError,
     EntryFailed,
     GuestError,
+    GuestMemoryError,
     GuestShutdown,
     InternalError,
+    InvalidSetup,
+    IoctlError,
     KvmError,
     KvmUnavailable,
+    MemoryInUse,
     MemoryLayoutError,
+    RunInterrupted,
     RunTimeout,
+    SyscallError,
     UnknownExit,
+    open_reason,
 )
-from lab.kvm.exits import Exit  # noqa: F401
-from lab.kvm.system import DEVICE, System, open  # noqa: F401
-from lab.kvm.vcpu import Vcpu  # noqa: F401
-from lab.kvm.vm import IoEventFd, MemorySlot, Vm  # noqa: F401
+from lab.kvm.exits import Exit
+from lab.kvm.memory import GuestMemory
+from lab.kvm.system import DEVICE, System, open
+from lab.kvm.vcpu import Vcpu
+from lab.kvm.vm import IoEventFd, MemorySlot, Vm
+
+__all__ = [
+    "DEVICE", "Bus", "BusDevice", "ClosedError", "EntryFailed", "Exit", "GuestError", "GuestMemory",
+    "GuestMemoryError", "GuestShutdown", "InternalError", "InvalidSetup", "IoEventFd", "IoctlError", "KvmError",
+    "KvmUnavailable", "MemoryInUse", "MemoryLayoutError", "MemorySlot", "RunInterrupted", "RunTimeout",
+    "SyscallError", "System", "UnknownExit", "Vcpu", "Vm", "exits", "open", "open_reason",
+]

@@ -1,48 +1,211 @@
-"""What a vCPU reports when ``KVM_RUN`` returns: the normal outcomes.
+"""Why ``KVM_RUN`` returned: a few exit types and a pure decoder.
 
-Outcomes the caller handles (HLT, port I/O, MMIO) come back as an
-:class:`Exit`. Everything else (triple fault, failed entry, internal error,
-an exit reason the mini VMM does not know, a watchdog timeout) is raised as a
-typed error from :mod:`lab.kvm.errors`: nothing unknown is silently ignored.
+Like kvm-ioctls' ``VcpuExit``, each kind of exit is its own small type:
+:class:`IoOut`, :class:`IoIn`, :class:`MmioWrite`, :class:`MmioRead`,
+:class:`Hlt`, :class:`Shutdown`, :class:`FailEntry`, :class:`InternalError`,
+:class:`Intr` and :class:`Unknown`. :func:`decode` turns the bytes of a
+``kvm_run`` page into one of them; it reads nothing else, so it is tested on
+hand-made bytes without ``/dev/kvm``.
+
+What to do with an exit is decided above the decoder: the run loop of
+:class:`~lab.kvm.vcpu.Vcpu` resumes the exits a device on a
+:class:`~lab.kvm.bus.Bus` answers, returns the normal ones to the caller in
+an :class:`Exit` record, and raises the abnormal ones as the typed errors of
+:func:`error_for` (nothing unknown is silently ignored).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+import struct
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from lab.kvm import errors
+from lab.kvm.constants import (
+    EXIT_NAMES,
+    KVM_EXIT_FAIL_ENTRY,
+    KVM_EXIT_HLT,
+    KVM_EXIT_INTERNAL_ERROR,
+    KVM_EXIT_INTR,
+    KVM_EXIT_IO,
+    KVM_EXIT_IO_OUT,
+    KVM_EXIT_MMIO,
+    KVM_EXIT_SHUTDOWN,
+    KVM_INTERNAL_ERROR_DELIVERY_EV,
+    KVM_INTERNAL_ERROR_EMULATION,
+    KVM_INTERNAL_ERROR_SIMUL_EX,
+    KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+)
+from lab.kvm.structs import RUN_UNION_OFFSET, kvm_run
+
+# Where decode() reads: offsets come from the ctypes mirrors, which the ABI test checks against <linux/kvm.h>.
+_REASON = struct.Struct("<I")
+_REASON_AT = kvm_run.exit_reason.offset
+_IO = struct.Struct("<BBHIQ")          # direction, size, port, count, data_offset
+_MMIO = struct.Struct("<Q8sIB")        # phys_addr, data[8], len, is_write
+_FAIL_ENTRY = struct.Struct("<QI")     # hardware_entry_failure_reason, cpu
+_INTERNAL = struct.Struct("<II")       # suberror, ndata; then data[16] as u64
+_U64 = struct.Struct("<Q")
+_AT = RUN_UNION_OFFSET
+
+
+@dataclass(frozen=True, slots=True)
+class IoOut:
+    """The guest wrote ``data`` (``count`` accesses of ``size`` bytes) to ``port``."""
+
+    reason: ClassVar[str] = "io"
+    port: int
+    size: int
+    count: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IoIn:
+    """The guest reads ``count`` accesses of ``size`` bytes from ``port``; the answer goes at ``data_offset``."""
+
+    reason: ClassVar[str] = "io"
+    port: int
+    size: int
+    count: int
+    data_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MmioWrite:
+    """The guest stored ``data`` at ``address``, where no memory slot is."""
+
+    reason: ClassVar[str] = "mmio"
+    address: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MmioRead:
+    """The guest loads ``size`` bytes from ``address``, where no memory slot is."""
+
+    reason: ClassVar[str] = "mmio"
+    address: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hlt:
+    """The guest executed ``hlt``."""
+
+    reason: ClassVar[str] = "hlt"
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """KVM_EXIT_SHUTDOWN: a triple fault."""
+
+    reason: ClassVar[str] = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class FailEntry:
+    """KVM_EXIT_FAIL_ENTRY: the CPU refused to enter the guest."""
+
+    reason: ClassVar[str] = "fail_entry"
+    hardware_reason: int
+    cpu: int
+
+
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    """KVM_EXIT_INTERNAL_ERROR, with KVM's suberror and up to 16 words of data."""
+
+    reason: ClassVar[str] = "internal_error"
+    suberror: int
+    data: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Intr:
+    """KVM_EXIT_INTR: a signal (a watchdog or interrupt kick) made ``KVM_RUN`` return."""
+
+    reason: ClassVar[str] = "intr"
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """Any exit reason the mini VMM does not model; ``number`` is ``kvm_run.exit_reason``."""
+
+    reason: ClassVar[str] = "unknown"
+    number: int
+
+    @property
+    def name(self) -> str:
+        return EXIT_NAMES.get(self.number, "unknown to this VMM")
+
+
+VcpuExit = IoOut | IoIn | MmioWrite | MmioRead | Hlt | Shutdown | FailEntry | InternalError | Intr | Unknown
+
+
+def decode(page: bytes | bytearray | memoryview) -> VcpuExit:
+    """The exit described by the bytes of a ``kvm_run`` page (pure: reads only ``page``).
+
+    ``page`` must hold the whole mapping when the exit is port I/O (the data
+    of an ``out`` lies after the structure, at ``data_offset``).
+    """
+    reason = _REASON.unpack_from(page, _REASON_AT)[0]
+    if reason == KVM_EXIT_IO:
+        direction, size, port, count, offset = _IO.unpack_from(page, _AT)
+        if direction == KVM_EXIT_IO_OUT:
+            n = size * count
+            if offset + n > len(page):
+                raise errors.KvmError(f"kvm_run: io data [{offset:#x}, {offset + n:#x}) lies outside the page")
+            return IoOut(port, size, count, bytes(page[offset:offset + n]))
+        return IoIn(port, size, count, offset)
+    if reason == KVM_EXIT_MMIO:
+        address, data, length, is_write = _MMIO.unpack_from(page, _AT)
+        length = min(length, 8)
+        return MmioWrite(address, data[:length]) if is_write else MmioRead(address, length)
+    if reason == KVM_EXIT_HLT:
+        return Hlt()
+    if reason == KVM_EXIT_SHUTDOWN:
+        return Shutdown()
+    if reason == KVM_EXIT_FAIL_ENTRY:
+        return FailEntry(*_FAIL_ENTRY.unpack_from(page, _AT))
+    if reason == KVM_EXIT_INTERNAL_ERROR:
+        suberror, ndata = _INTERNAL.unpack_from(page, _AT)
+        at = _AT + _INTERNAL.size
+        return InternalError(suberror, tuple(_U64.unpack_from(page, at + 8 * i)[0] for i in range(min(ndata, 16))))
+    if reason == KVM_EXIT_INTR:
+        return Intr()
+    return Unknown(reason)
 
 
 @dataclass(frozen=True)
 class Exit:
-    """One exit of the guest to the VMM.
+    """How one :meth:`~lab.kvm.vcpu.Vcpu.run` ended: the exit, where, and what happened on the way.
 
-    ``reason`` is ``"hlt"``, ``"io"`` or ``"mmio"``. For ``io``: ``port``,
-    ``size`` (bytes per access), ``direction`` (``"in"``/``"out"``), ``count``
-    and ``data`` (the bytes the guest wrote). For ``mmio``: ``address``,
-    ``size``, ``direction`` (``"write"``/``"read"``), ``data``.
-    ``resumed`` counts the exits the run loop handled on the way without
-    returning (see :meth:`lab.kvm.vcpu.Vcpu.run`); ``wall_ns`` is the host
-    time spent in the whole call.
+    ``exit`` is the typed exit; ``rip`` the guest's instruction pointer then;
+    ``resumed`` counts the exits the run loop handled without returning;
+    ``wall_ns`` is the host time of the whole call.
     """
 
-    reason: str
+    exit: VcpuExit
     rip: int
-    port: int | None = None
-    address: int | None = None
-    size: int | None = None
-    direction: str | None = None
-    count: int | None = None
-    data: bytes | None = None
     resumed: int = 0
     wall_ns: int = 0
 
+    @property
+    def reason(self) -> str:
+        """``"hlt"``, ``"io"``, ``"mmio"``, ... (the same word for both directions)."""
+        return self.exit.reason
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        d: dict[str, Any] = {"reason": self.reason, "exit": type(self.exit).__name__, "rip": self.rip}
+        d.update((f.name, getattr(self.exit, f.name)) for f in fields(self.exit))
+        d.update(resumed=self.resumed, wall_ns=self.wall_ns)
+        return d
 
     def rows(self) -> list[tuple[str, str]]:
         out = []
         for key, value in self.as_dict().items():
-            if key in ("rip", "port", "address"):
+            if key in ("rip", "port", "address", "data_offset", "hardware_reason"):
                 value = f"{value:#x}"
             elif isinstance(value, bytes):
                 value = value.hex(" ") or "(none)"
@@ -53,3 +216,39 @@ class Exit:
         cells = "".join(f"<tr><th style='text-align:left'>{k}</th><td><code>{v}</code></td></tr>"
                         for k, v in self.rows())
         return f"<table><caption>Exit</caption>{cells}</table>"
+
+
+_SUBERRORS = {
+    KVM_INTERNAL_ERROR_EMULATION: "emulation failure (KVM could not emulate the instruction)",
+    KVM_INTERNAL_ERROR_SIMUL_EX: "simultaneous exceptions",
+    KVM_INTERNAL_ERROR_DELIVERY_EV: "an exit while delivering an event",
+    KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: "unexpected hardware exit reason",
+}
+
+
+def error_for(outcome: Exit) -> errors.GuestError | None:
+    """The typed error for an exit that is not a normal outcome of a run, or None when it is one."""
+    e, rip = outcome.exit, outcome.rip
+    if isinstance(e, Shutdown):
+        return errors.GuestShutdown(
+            f"the guest triple-faulted at rip={rip:#x}: an exception could not be delivered, not even as a "
+            f"double fault (this guest has no IDT). KVM reports KVM_EXIT_SHUTDOWN; check the guest code.", outcome)
+    if isinstance(e, FailEntry):
+        return errors.EntryFailed(
+            f"the CPU refused to enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason {e.hardware_reason:#x}): "
+            f"the segment or control register state is invalid for the chosen mode", outcome)
+    if isinstance(e, InternalError):
+        data = " ".join(f"{d:#x}" for d in e.data)
+        hint = ""
+        if e.suberror == KVM_INTERNAL_ERROR_EMULATION:
+            hint = (" The guest probably executed from an address with no memory behind it "
+                    "(a jump outside guest RAM), or an instruction KVM cannot emulate.")
+        return errors.InternalError(
+            f"KVM internal error at rip={rip:#x}, suberror {e.suberror}: {_SUBERRORS.get(e.suberror, 'unknown')}"
+            f"{' data ' + data if data else ''}.{hint}", outcome)
+    if isinstance(e, Unknown | Intr):
+        what = f"{e.number} ({e.name})" if isinstance(e, Unknown) else "intr (a signal nobody handled)"
+        return errors.UnknownExit(
+            f"unhandled exit reason {what} at rip={rip:#x}; "
+            f"the mini VMM does not ignore exits it does not understand", outcome)
+    return None

@@ -109,7 +109,7 @@ class kvm_cpuid2(ctypes.Structure):
     _fields_ = [("nent", c_uint32), ("padding", c_uint32)]
 
 
-def cpuid2_with(n: int) -> type:
+def cpuid2_with(n: int) -> type[ctypes.Structure]:
     """A ctypes type for a kvm_cpuid2 header followed by ``n`` entries."""
     return type(f"kvm_cpuid2_{n}", (ctypes.Structure,),
                 {"_fields_": [("nent", c_uint32), ("padding", c_uint32), ("entries", kvm_cpuid_entry2 * n)]})
@@ -182,16 +182,16 @@ class kvm_run(ctypes.Structure):
 
 
 #: (C expression of the struct, Python struct, [(C field path, Python offset expr)]) checked by the ABI test.
-def _off(struct: type, *path: str) -> int:
+def _off(struct: type[ctypes.Structure], *path: str) -> int:
     offset, cls = 0, struct
     for name in path:
         field = getattr(cls, name)
         offset += field.offset
-        cls = dict(cls._fields_)[name]
+        cls = {f[0]: f[1] for f in cls._fields_}[name]  # type: ignore[assignment]
     return offset
 
 
-STRUCTS: dict[str, type] = {
+STRUCTS: dict[str, type[ctypes.Structure]] = {
     "kvm_userspace_memory_region": kvm_userspace_memory_region,
     "kvm_regs": kvm_regs,
     "kvm_segment": kvm_segment,

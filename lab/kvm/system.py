@@ -7,18 +7,22 @@ the per-vCPU shared area) and creates VMs. Everything created from a
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 
 from lab.kvm import _libc
-from lab.kvm.errors import ClosedError, KvmUnavailable
+from lab.kvm.errors import ClosedError, IoctlError, KvmUnavailable, open_reason
 from lab.kvm.ioctl_numbers import (
     KVM_API_VERSION,
     KVM_CHECK_EXTENSION,
     KVM_CREATE_VM,
     KVM_GET_API_VERSION,
+    KVM_GET_SUPPORTED_CPUID,
     KVM_GET_VCPU_MMAP_SIZE,
 )
+from lab.kvm.structs import cpuid2_with
+from lab.kvm.vm import Vm
 
 DEVICE = "/dev/kvm"
 
@@ -29,7 +33,7 @@ class System:
     def __init__(self, fd: int, device: str):
         self._fd: int | None = fd
         self.device = device
-        self._vms: list = []
+        self._vms: list[Vm] = []
 
     # -- lifetime
     @property
@@ -54,7 +58,7 @@ class System:
     def __enter__(self) -> System:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # last resort; the with block is the rule
@@ -78,27 +82,22 @@ class System:
         """Bytes to map from each vCPU fd: the ``kvm_run`` structure and what follows it."""
         return _libc.ioctl(self.fd, KVM_GET_VCPU_MMAP_SIZE, what="KVM_GET_VCPU_MMAP_SIZE")
 
-    def supported_cpuid(self):
-        """The CPUID leaves KVM can offer a guest (``KVM_GET_SUPPORTED_CPUID``), as a ctypes array."""
-        from lab.kvm.ioctl_numbers import KVM_GET_SUPPORTED_CPUID
-        from lab.kvm.structs import cpuid2_with
-
+    def supported_cpuid(self) -> ctypes.Structure:
+        """The CPUID leaves KVM can offer a guest (``KVM_GET_SUPPORTED_CPUID``), as a ctypes structure."""
         n = 64
         while True:
             arg = cpuid2_with(n)(nent=n)
             try:
                 _libc.ioctl(self.fd, KVM_GET_SUPPORTED_CPUID, arg, what="KVM_GET_SUPPORTED_CPUID")
                 return arg
-            except OSError as exc:
+            except IoctlError as exc:
                 if exc.errno != errno.E2BIG or n >= 4096:  # the array is too small: try a larger one
                     raise
                 n *= 2
 
     # -- children
-    def create_vm(self, memory_kib: int | None = None):
+    def create_vm(self, memory_kib: int | None = None) -> Vm:
         """A new, empty VM; with ``memory_kib``, one memory slot of that size at guest address 0."""
-        from lab.kvm.vm import Vm
-
         vm_fd = _libc.ioctl(self.fd, KVM_CREATE_VM, 0, what="KVM_CREATE_VM")
         vm = Vm(self, vm_fd)
         self._vms.append(vm)
@@ -110,7 +109,7 @@ class System:
             raise
         return vm
 
-    def _forget(self, vm) -> None:
+    def _forget(self, vm: Vm) -> None:
         if vm in self._vms:
             self._vms.remove(vm)
 
@@ -121,24 +120,16 @@ def open(device: str = DEVICE) -> System:  # noqa: A001 - mirrors os.open / the 
     Raises :class:`KvmUnavailable` with the reason and what to do when the
     device is missing, not accessible, or speaks another API version.
     """
-    from lab.host import _open_reason
-
     try:
         fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise KvmUnavailable(
-            f"{device} does not exist: this machine (Binder, a container without "
-            f"--device {device}, a VM without nested virtualization) offers no KVM. "
-            f"The chapters show recorded data instead; run them on a KVM host to measure."
-        ) from None
     except OSError as exc:
-        raise KvmUnavailable(_open_reason(device, exc)) from None
+        raise KvmUnavailable(open_reason(device, exc)) from None
     system = System(fd, device)
     try:
         api = system.api_version()
-    except OSError as exc:
+    except IoctlError as exc:
         system.close()
-        raise KvmUnavailable(f"{device} is not a KVM device: KVM_GET_API_VERSION failed ({exc.strerror})") from None
+        raise KvmUnavailable(f"{device} is not a KVM device: {exc}") from None
     if api != KVM_API_VERSION:
         system.close()
         raise KvmUnavailable(f"{device} speaks KVM API {api}; this mini VMM speaks {KVM_API_VERSION}")

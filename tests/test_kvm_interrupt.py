@@ -1,0 +1,184 @@
+"""Ctrl-C during a run: SIGINT stops a guest that never exits at once, with KeyboardInterrupt, leaking nothing.
+
+Each case runs in a child process (what JupyterLab's "Interrupt kernel" and
+Ctrl-C signal): the child prints ``running`` just before the run, the parent
+waits a moment so that the vCPU is inside ``KVM_RUN``, sends SIGINT and
+compares the time the child caught ``KeyboardInterrupt`` (CLOCK_MONOTONIC is
+shared by all processes) with the time it sent the signal. The child also
+reports its open fds, threads and guest mappings before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab.paths import REPO_ROOT
+
+pytestmark = pytest.mark.kvm
+
+LIMIT_S = 0.100
+
+PRELUDE = """
+import json, os, signal, sys, threading, time
+from lab import kvm, guests
+from lab.kvm.memory import LIVE_MAPPINGS
+
+def state():
+    with open("/proc/self/maps") as f:
+        maps = sum(1 for line in f if "kvm" in line) + len(LIVE_MAPPINGS)
+    return {"fds": len(os.listdir("/proc/self/fd")), "threads": threading.active_count(), "maps": maps}
+
+def spin(timeout_s=30):
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(guests.SPIN)
+        vcpu = vm.create_vcpu(mode="protected32", entry=guests.SPIN.origin)
+        print("running", flush=True)
+        vcpu.run(timeout_s=timeout_s)
+
+def report(body):
+    before = state()
+    try:
+        body()
+        out = {"outcome": "returned"}
+    except KeyboardInterrupt:
+        out = {"outcome": "KeyboardInterrupt", "caught": time.monotonic()}
+    except BaseException as exc:
+        out = {"outcome": type(exc).__name__, "message": str(exc)}
+    out.update(before=before, after=state())
+    print(json.dumps(out), flush=True)
+"""
+
+CASES = {
+    "spinning guest": "report(spin)",
+    # The signal lands on a thread other than the vCPU's: the wakeup fd still kicks the vCPU.
+    "signal on another thread": """
+def body():
+    def hit():
+        sys.stdin.readline()  # the parent says when
+        print(json.dumps({"sent": time.monotonic()}), flush=True)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    threading.Thread(target=hit, daemon=True).start()
+    spin()
+report(body)
+""",
+    "long benchmark": """
+from lab.bench import exits
+def body():
+    print("running", flush=True)
+    exits.run(["pio_user"], repeat=10_000, iterations=20_000, vendor="intel")
+report(body)
+""",
+    "device model with a host thread": """
+from lab.devices import guests as io_guests, live
+io_guests.PROGRAMS["virtio"] = guests.SPIN
+def body():
+    print("running", flush=True)
+    live.run_io("virtio_ioeventfd", 8, 16, 4, timeout_s=30)
+report(body)
+""",
+}
+
+
+def run_case(code: str, *, signal_from_child: bool = False) -> dict:
+    proc = subprocess.Popen([sys.executable, "-c", PRELUDE + code], cwd=REPO_ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "running", (line, proc.stderr.read() if proc.poll() is not None else "")
+        time.sleep(0.5)  # well inside KVM_RUN (the benchmark: in the middle of its runs)
+        if signal_from_child:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            sent = json.loads(proc.stdout.readline())["sent"]
+        else:
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    result = json.loads(out.strip().splitlines()[-1])
+    result["latency"] = result.get("caught", float("inf")) - sent
+    result["stderr"] = err
+    return result
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_sigint_stops_the_run_at_once_and_leaks_nothing(case):
+    r = run_case(CASES[case], signal_from_child=case == "signal on another thread")
+    assert r["outcome"] == "KeyboardInterrupt", r
+    assert r["latency"] < LIMIT_S, f"{case}: KeyboardInterrupt {r['latency'] * 1000:.0f} ms after SIGINT"
+    assert r["after"] == r["before"], f"{case}: leaked {r}"
+
+
+# --------------------------------------------------------------------------- in this process
+
+
+def test_the_kick_signal_is_the_one_the_chapter_names():
+    from lab.kvm import kick
+
+    base, offset = kick.KICK_SIGNAL_NAME.split("+")
+    assert kick.KICK_SIGNAL == getattr(signal, base) + int(offset)
+
+
+def test_a_signal_whose_handler_returns_does_not_stop_the_run():
+    """SIGUSR1 with a handler that only counts: the guest is kicked out, resumed, and finishes its loop."""
+    import threading
+
+    from lab import guests, kvm
+
+    seen = []
+    old_handler = signal.signal(signal.SIGUSR1, lambda *a: seen.append(1))
+    n = 20_000
+    program = guests.exit_loop("pio_user", n)
+    stop = threading.Event()
+
+    def pester():
+        while not stop.wait(0.02):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    try:
+        with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+            vm.load(program)
+            vcpu = vm.create_vcpu(entry=program.origin)
+            t = threading.Thread(target=pester)
+            t.start()
+            try:
+                ex = vcpu.run(timeout_s=30, resume_out_ports={guests.EXIT_PORT})
+            finally:
+                stop.set()
+                t.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old_handler)
+    assert seen, "no signal arrived during the run; make the loop longer"
+    assert isinstance(ex.exit, kvm.exits.Hlt) and ex.resumed == n
+    previous = signal.set_wakeup_fd(-1)
+    assert previous == -1, "the run left its wakeup fd installed"
+
+
+def test_kick_from_another_thread_stops_the_run():
+    import threading
+
+    from lab import guests, kvm
+
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(guests.SPIN)
+        vcpu = vm.create_vcpu(entry=guests.SPIN.origin)
+        assert vcpu.kick() is False  # not running: nothing to kick
+        timer = threading.Timer(0.3, vcpu.kick)
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(kvm.RunInterrupted, match="kicked"):
+            vcpu.run(timeout_s=30)
+        timer.join()
+        assert time.monotonic() - t0 < 5
+        vm.load(guests.CPUID_ONCE)
+        vcpu.jump(guests.CPUID_ONCE.origin)
+        assert vcpu.run(timeout_s=5).reason == "hlt"  # usable again
