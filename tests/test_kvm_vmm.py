@@ -209,7 +209,7 @@ def test_an_exit_outside_every_bus_range_returns_to_the_caller(no_leaks):
 def mmio_load_program() -> guests.Program:
     """32-bit: load a dword from MMIO_ADDR + 8, store it in RAM at 0x3000, store it back to MMIO_ADDR, halt."""
     items = [asm.mov_imm32("ebx", guests.MMIO_ADDR + 8), asm.simple("mov eax, [ebx]", b"\x8b\x03"),
-             asm.store_abs32(0x3000, "eax"), asm.simple("mov [ebx], eax", b"\x89\x03"), asm.simple("hlt", b"\xf4")]
+             asm.store(0x3000, "eax"), asm.simple("mov [ebx], eax", b"\x89\x03"), asm.simple("hlt", b"\xf4")]
     code, listing = asm.assemble(items, guests.CODE_ADDR)
     return guests.Program("mmio_load", "protected32", guests.CODE_ADDR, code, tuple(listing), "MMIO load")
 
