@@ -198,16 +198,21 @@ def should_record() -> bool:
 
 def load_all(root: str | Path | None = None) -> list[Recording]:
     """Every recorded transcript of every host, oldest first (validated against the schema)."""
-    from lab import datapackage
+    from lab import datapackage, paths
     from lab.bench import harness
 
-    try:
-        frame = harness.load_measured(RESOURCE, root)
-    except datapackage.DataError as exc:
-        if "no recording" in str(exc):
-            return []
-        raise
-    frame = frame.sort_values("recorded_at", kind="stable")
+    root = Path(root if root is not None else paths.MEASURED_DIR)
+    rows = []
+    for pkg in datapackage.find_packages(root) if root.exists() else []:
+        names = [r.get("name") for r in datapackage.read_descriptor(pkg)["resources"]]
+        if RESOURCE not in names:
+            continue
+        harness.check_links(pkg)
+        prov = {(p.host_id, p.recorded_at): p for p in
+                datapackage.load_resource(pkg, "provenance").itertuples(index=False)}
+        for row in datapackage.load_resource(pkg, RESOURCE).itertuples(index=False):
+            rows.append((row, prov[(row.host_id, row.recorded_at)]))
+    rows.sort(key=lambda pair: pair[0].recorded_at)
 
     def text(value: Any) -> str:
         return "" if value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>" else str(value)
@@ -215,9 +220,9 @@ def load_all(root: str | Path | None = None) -> list[Recording]:
     return [Recording(
         transcript=Transcript(command=row.command, exit_code=int(row.exit_code), stdout=text(row.stdout),
                               stderr=text(row.stderr), duration_s=float(row.duration_s), user=row.user),
-        host_id=row.host_id, recorded_at=row.recorded_at.to_pydatetime(), cpu_model=text(row.cpu_model),
-        kernel=text(row.kernel), kvm_modules=text(row.kvm_modules),
-    ) for row in frame.itertuples(index=False)]
+        host_id=row.host_id, recorded_at=row.recorded_at, cpu_model=text(p.cpu_model),
+        kernel=text(p.kernel), kvm_modules=text(p.kvm_modules),
+    ) for row, p in rows]
 
 
 def recorded(command: str, *, root: str | Path | None = None, host_id: str | None = None) -> Recording:
