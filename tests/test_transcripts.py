@@ -130,3 +130,11 @@ def test_magic_parses_its_options(monkeypatch):
     monkeypatch.setattr(shown, "shell", lambda cmd, **kw: calls.append((cmd, kw)))
     shown.shell_magic("--needs libvirtd,root --timeout 5", "virsh list\n")
     assert calls == [("virsh list", {"needs": ("libvirtd", "root"), "timeout_s": 5.0})]
+
+
+def test_forced_recorded_runs_nothing_that_needs_something(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAB_FORCE_RECORDED", "1")
+    assert transcripts.unmet(["root"]) == ["forced"]
+    assert transcripts.unmet([]) == []
+    s = shown.shell(f"touch {tmp_path / 'ran'}", needs=("root",))
+    assert not (tmp_path / "ran").exists() and "LAB_FORCE_RECORDED" in s.note()

@@ -27,6 +27,7 @@ NEED_REASONS = {
     "kvm": "この機械では /dev/kvm を開けません(KVM がない、または権限がない)",
     "libvirtd": "この機械では qemu:///system の libvirtd に接続できません(デーモンが動いていない、または root でない)",
     "root": "このコマンドには root の権限が要りますが、いまの利用者は root ではありません",
+    "forced": "環境変数 LAB_FORCE_RECORDED が設定されているので、このコマンドは実行しません",
 }
 
 
