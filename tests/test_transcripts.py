@@ -138,3 +138,15 @@ def test_forced_recorded_runs_nothing_that_needs_something(monkeypatch, tmp_path
     assert transcripts.unmet([]) == []
     s = shown.shell(f"touch {tmp_path / 'ran'}", needs=("root",))
     assert not (tmp_path / "ran").exists() and "LAB_FORCE_RECORDED" in s.note()
+
+
+def test_missing_program_falls_back_to_the_recording(measured):
+    command = "labex-no-such-program --version"
+    transcripts.record([transcripts.Transcript(command, 0, "labex 1.0\n", "", 0.1, "root")], root=measured)
+    s = shown.shell(command, root=measured)
+    assert not s.live and "labex 1.0" in s._repr_html_() and "終了コード 127" in s.note()
+
+
+def test_missing_program_without_recording_shows_the_failure(measured):
+    s = shown.shell("labex-no-such-program-either", root=measured)
+    assert s.live and s.transcript.exit_code == 127

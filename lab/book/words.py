@@ -14,7 +14,7 @@ import re
 KVM_REASONS: list[tuple[str, str]] = [
     (r"(\S+) does not exist", "{0} がありません。この機械(Binder のセッション、--device {0} を付けずに起動したコンテナ、"
                               "入れ子仮想化のない仮想マシンなど)には KVM がないので、この本は記録済みのデータを示します"),
-    (r"cannot open (\S+): Permission denied", "{0} を開く権限がありません。kvm グループに入る"
+    (r"cannot open (\S+): Permission denied", "{0} を開く権限がありません(permission denied)。kvm グループに入る"
                                               "(sudo usermod -aG kvm $USER のあとログインし直す)か、root で実行してください"),
     (r"(\S+) exists but no KVM driver answers", "{0} はありますが、KVM のドライバが応答しません。kvm_intel か kvm_amd を"
                                                 "読み込む(modprobe)か、ファームウェアで仮想化支援を有効にしてください"),
@@ -39,7 +39,8 @@ ATTEMPTS: list[tuple[str, str]] = [
     (r".*(Failed to connect socket|No such file or directory|no libvirt daemon).*",
      "libvirtd が応答しません。デーモンを起動してください(sudo tools/libvirt-daemons.sh、systemd なら systemctl start libvirtd)"),
     (r".*(Permission denied|authentication|access denied).*",
-     "libvirtd は動いていますが、この利用者には接続の権限がありません(libvirt グループに入るか、root で実行してください)"),
+     "libvirtd は動いていますが、この利用者には接続の権限がありません(permission denied)。"
+     "libvirt グループに入るか、root で実行してください"),
 ]
 
 
