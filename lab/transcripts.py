@@ -21,10 +21,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESOURCE = "transcripts"
 RECORD_ENV = "LAB_RECORD_TRANSCRIPTS"
@@ -150,7 +151,11 @@ def _system_libvirt_answers() -> bool:
     return True
 
 
-CHECKS = {"kvm": _kvm_usable, "libvirtd": _system_libvirt_answers, "root": lambda: os.geteuid() == 0}
+def _root() -> bool:
+    return os.geteuid() == 0
+
+
+CHECKS: dict[str, Callable[[], bool]] = {"kvm": _kvm_usable, "libvirtd": _system_libvirt_answers, "root": _root}
 
 
 FORCE_ENV = "LAB_FORCE_RECORDED"
@@ -177,7 +182,7 @@ def unmet(needs: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- recording and loading
 
-def _frame(transcripts: list[Transcript], prov: dict[str, Any]):
+def _frame(transcripts: list[Transcript], prov: dict[str, Any]) -> Any:
     import pandas as pd
 
     return pd.DataFrame([{
@@ -187,7 +192,7 @@ def _frame(transcripts: list[Transcript], prov: dict[str, Any]):
     } for t in transcripts])
 
 
-def record(transcripts: Iterable[Transcript], *, root: str | Path | None = None, probe=None) -> Path:
+def record(transcripts: Iterable[Transcript], *, root: str | Path | None = None, probe: Any = None) -> Path:
     """Add ``transcripts`` to this host's data package (older recordings stay; the newest wins on load)."""
     from lab.bench import harness
 
@@ -226,7 +231,8 @@ def load_all(root: str | Path | None = None) -> list[Recording]:
     rows.sort(key=lambda pair: pair[0].recorded_at)
 
     def text(value: Any) -> str:
-        return "" if value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>" else str(value)
+        missing = value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>"
+        return "" if missing else str(value)
 
     return [Recording(
         transcript=Transcript(command=row.command, exit_code=int(row.exit_code), stdout=text(row.stdout),

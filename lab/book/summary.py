@@ -8,6 +8,7 @@ named) when it does not.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -57,8 +58,10 @@ def io_row() -> Row:
     epr = {mode: f.loc[f["mode"] == mode, "exits_per_request"] for mode in ("hvm", "pv", "virtio")}
     virtio = f[f["mode"] == "virtio"]
     big = virtio.loc[virtio["batch"].idxmax()] if not virtio.empty else None
+    virtio_text = (f"virtio(バッチ {int(big['batch'])}){big['exits_per_request']:.2g} 回" if big is not None
+                   else "virtio なし")
     result = (f"要求 1 件あたりの exit: エミュレーション {epr['hvm'].median():g} 回、PV {epr['pv'].median():g} 回、"
-              + (f"virtio(バッチ {int(big['batch'])}){big['exits_per_request']:.2g} 回" if big is not None else "virtio なし"))
+              + virtio_text)
     source = (f"この機械({data.host_id})でいま測った値" if data.live
               else f"記録済みのホスト {data.host_id} の値(この機械では測れないため)")
     return Row("I/O の方式と exit の数", result, source, "I/O の仮想化と virtio")
@@ -70,7 +73,8 @@ def libvirt_row() -> Row:
     try:
         conn = virt.connect(prefer=["qemu:///system"])
     except virt.VirtError as exc:
-        return Row("libvirt の接続先", "つながらない", f"libvirt-python が使えない({type(exc).__name__})", "演習 2 と 3")
+        return Row("libvirt の接続先", "つながらない", f"libvirt-python が使えない({type(exc).__name__})",
+                   "演習 2 と 3")
     try:
         kind = "テスト用ドライバ(偽のハイパーバイザ)" if conn.is_test else f"本物の {conn.driver} ドライバ"
         return Row("libvirt の接続先", f"{conn.uri}({kind})", "この機械でいま接続した結果", "演習 2 と 3")
@@ -78,7 +82,7 @@ def libvirt_row() -> Row:
         conn.close()
 
 
-def reader_table(rows: list[Row] | None = None):
+def reader_table(rows: list[Row] | None = None) -> Any:
     """One table: topic, what this machine showed, where the value comes from, which chapter."""
     rows = rows if rows is not None else [kvm_row(), exits_row(), io_row(), libvirt_row()]
     frame = pd.DataFrame([{"項目": r.topic, "この本で見たこと": r.result, "値の出どころ": r.source, "章": r.chapter}

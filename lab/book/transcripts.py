@@ -19,6 +19,7 @@ import argparse
 import html
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from lab import transcripts
 
@@ -88,7 +89,7 @@ class Shown:
 
 
 def shell(command: str, *, needs: tuple[str, ...] = (), timeout_s: float = transcripts.DEFAULT_TIMEOUT_S,
-          root=None) -> Shown:
+          root: str | None = None) -> Shown:
     """Run ``command`` if this machine offers ``needs``; else show its recording from the book's host."""
     missing = transcripts.unmet(needs)
     if missing:
@@ -122,5 +123,5 @@ def shell_magic(line: str, cell: str) -> Shown:
     return shell(cell.strip("\n"), needs=needs, timeout_s=args.timeout)
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magic_function(shell_magic, magic_kind="cell", magic_name="shell")

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from lab.book import words
+
+if TYPE_CHECKING:
+    from lab.virt import Connection, Domain, DomainSpec, Session
 
 TEST_DRIVER_CPU = "(test driver: none)"
 NO_CPU = "(テスト用ドライバにはない)"
@@ -16,16 +21,17 @@ def _cpu(value: object) -> object:
     return NO_CPU if value == TEST_DRIVER_CPU else value
 
 
-def describe(conn) -> pd.DataFrame:
+def describe(conn: Connection) -> pd.DataFrame:
     """Which URI answered and why (``conn.describe()`` in Japanese)."""
     rows = [("URI", conn.uri), ("ドライバ", conn.driver), ("libvirt のバージョン", conn.library_version),
-            ("ハイパーバイザのバージョン", conn.hypervisor_version or "-"), ("選ばれ方", words.chosen_by(conn.chosen_by))]
+            ("ハイパーバイザのバージョン", conn.hypervisor_version or "-"),
+            ("選ばれ方", words.chosen_by(conn.chosen_by))]
     rows += [(f"試した {a.uri}", words.attempt(a.reason)) for a in conn.tried
              if a.uri != conn.requested_uri or a.reason]
     return pd.DataFrame(rows, columns=["項目", "値"]).set_index("項目")
 
 
-def domains(conn, which: str = "all", prefix: str | None = None) -> pd.DataFrame:
+def domains(conn: Connection, which: str = "all", prefix: str | None = None) -> pd.DataFrame:
     """``virsh list`` as a table (``conn.domain_table()`` in Japanese)."""
     frame = conn.domain_table(which, prefix=prefix)
     frame["CPU time (s)"] = frame["CPU time (s)"].map(_cpu)
@@ -37,14 +43,14 @@ INFO_FIELDS = {"Name": "名前", "Id": "ID", "State": "状態", "CPU(s)": "仮�
                "Persistent": "定義が残るか"}
 
 
-def info(dom) -> pd.DataFrame:
+def info(dom: Domain) -> pd.DataFrame:
     """``virsh dominfo`` as a table (``dom.info().frame()`` in Japanese)."""
     rows = [(INFO_FIELDS.get(k, k), {"yes": "はい", "no": "いいえ"}.get(v, _cpu(v)) if isinstance(v, str) else v)
             for k, v in dom.info().rows()]
     return pd.DataFrame(rows, columns=["項目", "値"]).set_index("項目")
 
 
-def trace(session) -> pd.DataFrame:
+def trace(session: Session) -> pd.DataFrame:
     """The operations a session made (``session.trace_frame()`` in Japanese)."""
     frame = session.trace_frame()
     frame["CPU time (s)"] = frame["CPU time (s)"].map(_cpu)
@@ -63,7 +69,7 @@ CLEANED = [
 ]
 
 
-def cleaned(session) -> pd.DataFrame:
+def cleaned(session: Session) -> pd.DataFrame:
     """What closing the session removed (``session.cleaned_frame()`` in Japanese)."""
     def ja(line: str) -> str:
         for pattern, template in CLEANED:
@@ -75,7 +81,7 @@ def cleaned(session) -> pd.DataFrame:
     return pd.DataFrame({"片付けたもの": [ja(line) for line in session.cleaned]})
 
 
-def families(spec) -> pd.DataFrame:
+def families(spec: DomainSpec) -> pd.DataFrame:
     """Each device as emulated and as virtio (``virt.compare_families()`` in Japanese)."""
     from lab import virt
 

@@ -9,19 +9,24 @@ that says it is the library's own message, so that nothing is hidden.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # (pattern, Japanese template): the first match wins; groups fill the template.
 KVM_REASONS: list[tuple[str, str]] = [
-    (r"(\S+) does not exist", "{0} がありません。この機械(Binder のセッション、--device {0} を付けずに起動したコンテナ、"
-                              "入れ子仮想化のない仮想マシンなど)には KVM がないので、この本は記録済みのデータを示します"),
-    (r"cannot open (\S+): Permission denied", "{0} を開く権限がありません(permission denied)。kvm グループに入る"
-                                              "(sudo usermod -aG kvm $USER のあとログインし直す)か、root で実行してください"),
-    (r"(\S+) exists but no KVM driver answers", "{0} はありますが、KVM のドライバが応答しません。kvm_intel か kvm_amd を"
-                                                "読み込む(modprobe)か、ファームウェアで仮想化支援を有効にしてください"),
+    (r"(\S+) does not exist",
+     "{0} がありません。この機械(Binder のセッション、--device {0} を付けずに起動したコンテナ、"
+     "入れ子仮想化のない仮想マシンなど)には KVM がないので、この本は記録済みのデータを示します"),
+    (r"cannot open (\S+): Permission denied",
+     "{0} を開く権限がありません(permission denied)。kvm グループに入る"
+     "(sudo usermod -aG kvm $USER のあとログインし直す)か、root で実行してください"),
+    (r"(\S+) exists but no KVM driver answers",
+     "{0} はありますが、KVM のドライバが応答しません。kvm_intel か kvm_amd を"
+     "読み込む(modprobe)か、ファームウェアで仮想化支援を有効にしてください"),
     (r"(\S+) is not a character device", "{0} がデバイスファイルではありません"),
     (r"KVM_CREATE_VM failed: (.*)", "KVM_CREATE_VM が失敗しました({0})"),
     (r"KVM_GET_API_VERSION failed: (.*)", "KVM_GET_API_VERSION が失敗しました({0})"),
-    (r"KVM API version (\d+), this book speaks version (\d+)", "KVM の API バージョンが {0} で、この本が使う {1} と違います"),
+    (r"KVM API version (\d+), this book speaks version (\d+)",
+     "KVM の API バージョンが {0} で、この本が使う {1} と違います"),
 ]
 
 CHOSEN_BY = {
@@ -37,7 +42,8 @@ ATTEMPTS: list[tuple[str, str]] = [
     (r"KVM is not usable here, so a type='kvm' domain cannot run: (.*)",
      "この機械では KVM が使えないので、type='kvm' のドメインは動かせません。理由:{kvm}"),
     (r".*(Failed to connect socket|No such file or directory|no libvirt daemon).*",
-     "libvirtd が応答しません。デーモンを起動してください(sudo tools/libvirt-daemons.sh、systemd なら systemctl start libvirtd)"),
+     "libvirtd が応答しません。デーモンを起動してください"
+     "(sudo tools/libvirt-daemons.sh、systemd なら systemctl start libvirtd)"),
     (r".*(Permission denied|authentication|access denied).*",
      "libvirtd は動いていますが、この利用者には接続の権限がありません(permission denied)。"
      "libvirt グループに入るか、root で実行してください"),
@@ -81,7 +87,8 @@ PVM_HYPERVISOR_ROW = ("はい = このカーネル自身が仮想マシンの中
 
 def probe_row_meaning(meaning: str) -> str:
     """The third column of ``host.report_rows()``: Japanese already, or an English reason to translate."""
-    if not meaning or not re.search(r"[A-Za-z]{3,} [A-Za-z]{2,} [A-Za-z]{2,}", meaning) or re.search(r"[\u3040-\u30ff]", meaning):
+    english = re.search(r"[A-Za-z]{3,} [A-Za-z]{2,} [A-Za-z]{2,}", meaning or "")
+    if not english or re.search(r"[\u3040-\u30ff]", meaning):
         return meaning
     m = re.fullmatch(r"module (\S+) has no 'nested' parameter", meaning)
     if m:
@@ -89,7 +96,7 @@ def probe_row_meaning(meaning: str) -> str:
     return kvm_reason(meaning)
 
 
-def probe_table(probe):
+def probe_table(probe: Any) -> Any:
     """``host.report_table(probe)`` with every reason in Japanese."""
     import pandas as pd
 
