@@ -34,3 +34,16 @@ def test_kvm_row_names_the_backend_in_japanese():
     assert row.result.startswith(("使える", "使えない"))
     if row.result.startswith("使える"):
         assert any(text in row.result for text in summary.BACKENDS.values())
+
+
+def test_kvm_row_says_why_not_in_japanese(monkeypatch):
+    from lab import host
+
+    real = host.probe
+
+    def probe_without_kvm(**kw):
+        return real(**kw).__class__(**{**vars(real(**kw)), "kvm": host.probe_kvm(device="/dev/kvm-does-not-exist")})
+
+    monkeypatch.setattr(host, "probe", probe_without_kvm)
+    row = summary.kvm_row()
+    assert row.result.startswith("使えない(/dev/kvm-does-not-exist がありません")

@@ -32,7 +32,10 @@ def kvm_row() -> Row:
 
     p = host.probe(libvirt_uris=())
     backend = BACKENDS.get(p.kvm.backend or "", p.kvm.backend or "不明")
-    result = f"使える(API {p.kvm.api_version}、{backend})" if p.kvm.usable else "使えない"
+    from lab.book import words
+
+    result = (f"使える(API {p.kvm.api_version}、{backend})" if p.kvm.usable
+              else f"使えない({words.kvm_reason(p.kvm.reason)})")
     return Row("KVM の判定", result, f"この機械({p.host_id})でいま調べた結果", "演習 1")
 
 
