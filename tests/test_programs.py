@@ -8,7 +8,7 @@ starts and fails on any that the list does not name:
   ``subprocess.run/Popen/check_output/check_call/call`` whose argument list
   starts with a literal program name, and ``shutil.which("name")``;
 - shell (``tools/*.sh``, ``.ci/run``, ``binder/postBuild``, the Makefile's
-  recipes, ``!`` lines and ``%%bash`` cells of the chapters): every simple
+  recipes, ``!`` lines and ``%%bash`` and ``%%shell`` (lab.book.transcripts) cells of the chapters): every simple
   command, found by parsing with ``shfmt --to-json`` (so heredocs, case
   patterns and strings are not mistaken for commands), looking through
   wrappers such as ``env``, ``runuser ... --``, ``timeout`` and ``xargs``.
@@ -174,7 +174,7 @@ def chapter_programs(text: str) -> set[str]:
     found: set[str] = set()
     for body in CELL.findall(text):
         lines = [line for line in body.splitlines() if not line.startswith(":")]  # cell options
-        if lines and re.match(r"%%(bash|sh|script (ba)?sh)\b", lines[0]):
+        if lines and re.match(r"%%(bash|sh|shell|script (ba)?sh)\b", lines[0]):
             found |= shell_programs("\n".join(lines[1:]))
             continue
         shell = [line.lstrip()[1:] for line in lines if line.lstrip().startswith("!")]

@@ -17,7 +17,7 @@ from conftest import say
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed (make setup)")
 
 from lab import virt  # noqa
-from lab.book import virt as book_virt  # noqa: E402
+from lab.book import virt_tables  # noqa: E402
 from lab.paths import REPO_ROOT  # noqa: E402
 from lab.virt import connection as vconn  # noqa: E402
 from lab.virt import errors  # noqa: E402
@@ -95,7 +95,7 @@ def test_preferred_uri_that_does_not_answer_falls_back_with_its_reason():
         assert attempt.uri == dead and "no such file or directory" in attempt.reason.lower()
         assert "libvirt-daemons.sh" in attempt.reason
         assert used == virt.Attempt(TEST_URI, None)
-        table = book_virt.describe(c)
+        table = virt_tables.describe(c)
         assert table.loc["URI", "値"] == TEST_URI and f"試した {dead}" in table.index
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from lab import datapackage, paths
+from lab.book import words
 from lab.devnode import DeviceAccess
 from lab.host import KVM_DEVICE, Probe
 
@@ -29,7 +30,7 @@ def _yes(value: bool) -> str:
 
 
 def report_rows(p: Probe) -> list[tuple[str, str, str]]:
-    """(item, value, meaning) rows in Japanese, for the hands-on chapter and the CLI."""
+    """(item, value, meaning) rows in Japanese, for the hands-on chapter and the status page."""
     k, c, lv = p.kvm, p.cpu, p.libvirt
     rows = [
         ("CPU", f"{c.model or '?'} ({c.vendor or '?'})", c.reason or "/proc/cpuinfo の最初のプロセッサ"),
@@ -60,6 +61,11 @@ def report_rows(p: Probe) -> list[tuple[str, str, str]]:
         for u in lv.uris:
             rows.append((f"libvirt {u.uri}", f"応答あり ({u.driver} {u.version})" if u.ok else "応答なし",
                          u.reason or "読み取り専用で接続できた"))
+    # the probe's reasons are English (lab.host): every one in Japanese
+    rows = [(item, value, words.probe_row_meaning(meaning)) for item, value, meaning in rows]
+    if k.backend == "kvm_pvm":  # a PVM host is not nested KVM: say so on the hypervisor row
+        rows = [(item, value, words.PVM_HYPERVISOR_ROW if item == "hypervisor ビット" and value == "はい" else meaning)
+                for item, value, meaning in rows]
     return rows
 
 

@@ -191,7 +191,7 @@ class Connection:
         return f"<Connection {self.uri} driver={self.driver} chosen_by={self.chosen_by!r}>"
 
     def describe_rows(self) -> list[tuple[str, str]]:
-        """Which URI answered and why: (item, value) rows; the book's table is lab.book.virt.describe."""
+        """Which URI answered and why: (item, value) rows; the book's table is lab.book.virt_tables.describe."""
         rows = [
             ("URI", self.uri),
             ("driver", self.driver),
