@@ -24,14 +24,15 @@ from lab.bench import tour as bench_tour
 from lab.bench.harness import load_measured
 from lab.book import fallback, plots
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
+from lab.book.vmm_words import message_ja
 from lab.kvm import ioctl_numbers
 
 KIND_LABELS = {
     "loop": "空ループ(exit なし)",
     "cpuid": "cpuid(カーネル内で処理)",
     "hypercall": "ハイパーコール(vmcall / vmmcall)",
-    "pio_user": "ポート出力 → ユーザ空間(QEMU の経路)",
-    "mmio_user": "MMIO 書き込み → ユーザ空間",
+    "pio_user": "ポート出力 → ユーザー空間(QEMU の経路)",
+    "mmio_user": "MMIO 書き込み → ユーザー空間",
     "pio_ioeventfd": "ポート出力 → ioeventfd(カーネル内で完結)",
 }
 LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
@@ -133,7 +134,7 @@ def tour_words(steps: pd.DataFrame) -> pd.DataFrame:
             action, result = ACTIONS_JA[r.action], _result_words(r.action, v)
         else:
             action = f"{r.action}: {BAD_GUESTS_JA[r.action].format(**v)}"
-            result = _text(r.message) or "ハイパーコールは完了した"
+            result = message_ja(_text(r.message)) or "ハイパーコールは完了した"
             if pd.notna(r.seconds):
                 result += f" [{r.seconds:.1f} s]"
         rows.append({"step": r.step, "action": action, "ioctl": _text(r.ioctl) or NO_IOCTL_JA.get(r.action, "-"),
@@ -161,8 +162,28 @@ def tour(root: str | None = None) -> Shown:
 
 
 def bad_guests(root: str | None = None) -> Shown:
-    """How each misbehaving guest ends: a typed error, never a hang."""
-    return _tour_table("errors", {"action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}, root)
+    """How each misbehaving guest ended on every recorded host (newest recording each): a typed error, never a hang."""
+    cols = {"host_id": "ホスト", "action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}
+    rec = load_measured("tour", root)
+    rec = rec[(rec["section"] == "errors")
+              & (rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max"))]
+    rec = rec.sort_values(["host_id", "step"])
+    frame = tour_words(rec).assign(host_id=list(rec["host_id"]))[list(cols)].rename(columns=cols)
+    note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
+                         "; ".join(f"ホスト {h}({fallback.host_detail(g.iloc[-1])})、{_when(g.iloc[-1])} 記録"
+                                   for h, g in rec.groupby("host_id")))
+    return Shown(frame, False, ", ".join(sorted(set(rec["host_id"]))), note)
+
+
+def _when(row: Any) -> str:
+    return f"{pd.Timestamp(row['recorded_at']):%Y-%m-%d %H:%M} UTC"
+
+
+def live_words(why: str | None) -> str:
+    """One sentence: does this build run the VMM live, or show recordings (and why)."""
+    if why is None:
+        return "この本のこのページを組み立てた(または実行している)機械では KVM が使えたので、以下の表はその場で実行した値です。"
+    return f"このページを組み立てた(または実行している)機械では KVM を使わなかったので({why})、以下の表は記録済みのホストの値です。"
 
 
 def ioctl_table() -> pd.DataFrame:
