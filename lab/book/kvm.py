@@ -182,8 +182,10 @@ def _when(row: Any) -> str:
 def live_words(why: str | None) -> str:
     """One sentence: does this build run the VMM live, or show recordings (and why)."""
     if why is None:
-        return "この本のこのページを組み立てた(または実行している)機械では KVM が使えたので、以下の表はその場で実行した値です。"
-    return f"このページを組み立てた(または実行している)機械では KVM を使わなかったので({why})、以下の表は記録済みのホストの値です。"
+        return ("このページを組み立てた(または実行している)機械では KVM が使えたので、"
+                "以下の表はその場で実行した値です。")
+    return (f"このページを組み立てた(または実行している)機械では KVM を使わなかったので({why})、"
+            "以下の表は記録済みのホストの値です。")
 
 
 def ioctl_table() -> pd.DataFrame:

@@ -22,8 +22,9 @@ _SUBERRORS_JA = {
 
 
 def _shutdown(m: re.Match[str]) -> str:
-    return (f"ゲストが rip={m['rip']} でトリプルフォールトした。例外を届けられず、二重フォールトとしても届けられなかった"
-            "(このゲストには IDT がない)。KVM は KVM_EXIT_SHUTDOWN を返した。ゲストのコードを確かめること。")
+    return (f"ゲストが rip={m['rip']} でトリプルフォールトした。"
+            "例外を届けられず、二重フォールトとしても届けられなかった(このゲストには IDT がない)。"
+            "KVM は KVM_EXIT_SHUTDOWN を返した。ゲストのコードを確かめること。")
 
 
 def _internal(m: re.Match[str]) -> str:

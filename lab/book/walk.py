@@ -34,7 +34,8 @@ ACTIONS_JA = {
     "open": "/dev/kvm を開く", "check_extension": "機能を問い合わせる", "vcpu_mmap_size": "vCPU 共有領域の大きさ",
     "create_vm": "VM を作る", "set_memory": "ゲストのメモリを与える", "load": "プログラムを置く",
     "create_vcpu": "vCPU を作りレジスタを設定する", "run": "実行する(KVM_RUN)", "serial": "シリアルポートに届いた文字",
-    "close": "すべて閉じる", "triple_fault": "IDT のない状態で未定義命令 (ud2)", "jump_unmapped": "メモリのない番地へジャンプ",
+    "close": "すべて閉じる",
+    "triple_fault": "IDT のない状態で未定義命令 (ud2)", "jump_unmapped": "メモリのない番地へジャンプ",
     "spin": "ずっと終わらない (jmp .)", "hypercall_once": "ハイパーコールを 1 回",
 }
 MODES_JA = {"real": "リアルモード", "protected32": "32 ビット保護モード", "long64": "64 ビットモード"}
@@ -157,7 +158,8 @@ class Walk:
             return Shown(fallback.live_note(host_id=hid), steps, True)
         steps, last = self._recorded(action)
         if n is not None:
-            steps = [s for h in dict.fromkeys(s.host_id for s in steps) for s in [x for x in steps if x.host_id == h][:n]]
+            hosts = dict.fromkeys(s.host_id for s in steps)
+            steps = [x for h in hosts for x in [s for s in steps if s.host_id == h][:n]]
         return Shown(fallback.recorded_from(last, str(self.reason)), steps, False)
 
 
