@@ -25,3 +25,14 @@ def backend_ja(kvm_modules: str, in_vm: bool) -> str:
 
 def is_pvm(kvm_modules: str) -> bool:
     return "kvm_pvm" in str(kvm_modules).split()
+
+
+def backend_short(kvm_modules: str, in_vm: bool) -> str:
+    """The back end in a few characters, for table cells: PVM, 入れ子の VT-x, AMD-V, ..."""
+    mods = set(str(kvm_modules).split())
+    if "kvm_pvm" in mods:
+        return "PVM"
+    for mod, hw in _HW.items():
+        if mod in mods:
+            return f"入れ子の {hw}" if in_vm else hw
+    return "KVM"
