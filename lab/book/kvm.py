@@ -35,6 +35,7 @@ KIND_LABELS = {
     "mmio_user": "MMIO 書き込み → ユーザー空間",
     "pio_ioeventfd": "ポート出力 → ioeventfd(カーネル内で完結)",
 }
+STATUS_JA = {"ok": "測定済み", "unavailable": "測定不能", "error": "エラー"}
 LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
 
 
@@ -209,20 +210,21 @@ def ioctl_table() -> pd.DataFrame:
 def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "種類": frame["kind"].map(KIND_LABELS).fillna(frame["kind"]),
-        "状態": frame["status"],
+        "状態": frame["status"].map(STATUS_JA).fillna(frame["status"]),
         "サイクル/回(中央値)": frame["cycles_per_exit"].round(0),
         "正味(空ループを引く)": frame["net_cycles_per_exit"].round(0),
         "ns/回": frame["ns_per_exit"].round(0),
         "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}")
                       for a, b in zip(frame["cycles_q1"], frame["cycles_q3"], strict=True)],
-        "理由": frame["reason"].fillna(""),
+        "理由": [message_ja(str(r)) if isinstance(r, str) and r else "" for r in frame["reason"]],
     })
     return out.reset_index(drop=True)
 
 
-def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None) -> Shown:
-    """The exits benchmark: measured here (quick settings) or the latest recording."""
-    why = live_reason()
+def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None,
+          live: bool = True) -> Shown:
+    """The exits benchmark: measured here (quick settings) or the latest recording (always with ``live=False``)."""
+    why = live_reason() if live else "この表は記録済みの値を示すもの(live=False)"
     if why is None:
         results = bench_exits.run(repeat=repeat, iterations=iterations, mode=mode, hypercall_timeout_s=1.0)
         prov = {"host_id": host.host_id(host.read_cpuinfo()), "recorded_at": pd.Timestamp.now(tz="UTC")}
@@ -236,8 +238,12 @@ def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", ro
         return Shown(_exits_display(raw), True, prov["host_id"],
                      fallback.live_note(host_id=prov["host_id"], text=text), {"raw": raw})
     rec = _latest(load_measured("exits", root), mode=mode)
-    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why),
-                 {"raw": rec.reset_index(drop=True)})
+    row = rec.iloc[0]
+    note = fallback.recorded_from(row, why) if live else fallback.Note(
+        "記録済みのデータを表示しています",
+        f"ホスト {row['host_id']}({fallback.host_detail(row)})で {_when(row)} に記録した値です。"
+        "この表はこの機械では測っていません。")
+    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], note, {"raw": rec.reset_index(drop=True)})
 
 
 def recorded_exits(root: str | None = None) -> pd.DataFrame:
@@ -364,8 +370,14 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
             facts[f"rec_{kind}_net"] = float(rec.loc[kind, "net_cycles_per_exit"])
             facts[f"rec_{kind}_ns"] = float(rec.loc[kind, "ns_per_exit"])
     hc = rec.loc["hypercall"] if "hypercall" in rec.index else None
-    facts["rec_hypercall_status"] = Text(hc["status"] if hc is not None else "not recorded")
-    facts["rec_hypercall_reason"] = Text((hc["reason"] or "") if hc is not None else "")
+    status = hc["status"] if hc is not None else "not recorded"
+    facts["rec_hypercall_status"] = Text({"ok": "測定できた", "unavailable": "測定不能(unavailable)",
+                                          "not recorded": "記録なし"}.get(status, status))
+    facts["rec_hypercall_reason"] = Text(message_ja(str(hc["reason"] or "")) if hc is not None else "")
+    facts["rec_hypercall_meaning"] = Text(
+        "このホストの KVM ではハイパーコールの命令が完了せず、見張り役が `KVM_RUN` を止めています。"
+        "表に値の代わりに理由が書かれているのはそのためです。" if status == "unavailable" else
+        "このホストではハイパーコールも完了し、値が記録されています。")
     if "rec_pio_user" in facts and "rec_cpuid" in facts:
         facts["rec_user_over_kernel"] = facts["rec_pio_user_net"] / max(facts["rec_cpuid_net"], 1.0)
         if "rec_pio_ioeventfd" in facts:
