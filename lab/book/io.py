@@ -23,6 +23,7 @@ from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, plots
 from lab.book.backend import backend_ja, backend_short
+from lab.book.vmm_words import message_ja
 from lab.book.widgets import Switchable
 from lab.devices.memory import DeviceError, GuestMemory
 from lab.devices.models import VirtioDevice
@@ -321,7 +322,7 @@ def malformed_cases() -> pd.DataFrame:
         build(mem, layout, driver)
         device.notify()
         device.close()
-        return device.errors[0] if device.errors else "(受け付けた)"
+        return message_ja(device.errors[0]) if device.errors else "(受け付けた)"
 
     def outside(mem, layout, drv):
         drv.add([(0x3FF0, 0x40, False)])
