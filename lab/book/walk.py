@@ -175,3 +175,17 @@ def _step(host_id: str, action: str, outcome: str, values: dict[str, Any], messa
     else:
         result = step_words(action, values)
     return Step(host_id, action, outcome, result)
+
+
+def hypercall_words(root: str | None = None) -> str:
+    """How the single hypercall ended on each recorded host (newest recording each), as one sentence."""
+    rec = load_measured("tour", root)
+    rec = rec[(rec["action"] == "hypercall_once")
+              & (rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max"))]
+    parts = []
+    for r in rec.sort_values("host_id").itertuples():
+        insn = json.loads(r.values).get("insn", "ハイパーコール")
+        where = f"記録済みのホスト {r.host_id}({fallback.host_detail(r._asdict())})"
+        parts.append(f"{where}では、{insn} は一度も完了せず、見張り役が止めるまで KVM_RUN が戻りませんでした"
+                     if r.outcome != "ok" else f"{where}では、{insn} は完了して戻ってきました")
+    return "。".join(parts) + "。" if parts else "ハイパーコールの記録はまだありません。"
