@@ -68,7 +68,7 @@ def test_ring_demo_moves_the_messages():
 def test_malformed_cases_are_all_refused():
     answers = report.malformed_cases()["デバイスモデルの答え"].tolist()
     assert len(answers) == 3 and all("リセットが必要" in a for a in answers)
-    assert "outside guest memory" in answers[0] and "out of range" in answers[1] and "loops" in answers[2]
+    assert "メモリの外" in answers[0] and "範囲外" in answers[1] and "ループ" in answers[2]
 
 
 def test_exit_model_table():
