@@ -61,7 +61,9 @@ def _glued(path: str, monkeypatch, root: str) -> dict[str, str]:
                 errors.append(out)
             key = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if key:
-                glued[key] = str(out.get("data", {}).get("application/papermill.record/text/plain", ""))
+                data = out.get("data", {})
+                glued[key] = str(data.get("application/papermill.record/text/markdown")
+                                 or data.get("application/papermill.record/text/plain", ""))
     assert not errors, errors
     return glued
 
