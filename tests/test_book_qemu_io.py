@@ -118,7 +118,7 @@ def test_summary_compares_from_the_data(data):
     ide, ahci = _csv_per_request("ide", "write", "userspace"), _csv_per_request("ahci", "write", "userspace")
     assert s["ide_over_ahci"] == f"{ide / ahci:.1f}"
     assert s["host"] == "intel-8712aea8" and s["control"] == "0"
-    assert s["read_write"] == "同じ"
+    assert s["read_write"] == "同じでした" and s["irq"] == "1" and s["n_configs"] == "4"
 
 
 def test_versus_toy_sets_both_side_by_side(data):

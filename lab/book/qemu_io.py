@@ -150,7 +150,7 @@ def live_reason() -> str | None:
     except virt.VirtError as exc:
         return f"libvirtd({bench.URI})につながらない: {exc}"
     if os.environ.get(LIVE_ENV) != "1":
-        return (f"その場で数えるにはゲストを 4 回起動するので約 40 秒かかる。本のビルドでは既定で行わない"
+        return (f"その場で数えるにはディスクの種類ごとにゲストを起動するので数十秒かかる。本のビルドでは既定で行わない"
                 f"(環境変数 {LIVE_ENV}=1 を設定するか、{LIVE_COMMAND} を実行する)")
     return None
 
@@ -289,7 +289,10 @@ def summary(data: QemuIoData, op: str = "write") -> dict[str, str]:
     }
     same = all(data.per_request(c, "read", "accesses") == data.per_request(c, "write", "accesses")
                for c in data.configs())
-    out["read_write"] = "同じ" if same else "違う"
+    out["read_write"] = "同じでした" if same else "違いました"
+    irqs = sorted({_num(data.per_request(c, op, "interrupts")) for c in data.configs()})
+    out["irq"] = "/".join(map(str, irqs))
+    out["n_configs"] = f"{len(data.configs())}"
     for c in data.configs():
         key = c.replace("-", "_")
         out[f"{key}_acc"] = f"{_num(data.per_request(c, op, 'accesses'))}"
