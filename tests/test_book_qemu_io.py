@@ -130,3 +130,12 @@ def test_versus_toy_sets_both_side_by_side(data):
         _csv_per_request("ide", "write", "userspace")
     assert table.loc[("virtio", "QEMU の virtio-blk + Linux の virtio_blk"), "カーネルで終わる exit/件"] == 1
     assert set(table["ホスト"]) == {toy.host_id, data.host_id}
+
+
+def test_versus_summary_scales_the_toy_emulation_to_the_real_block_size(data):
+    toy = toy_report.load_recorded()
+    s = report.versus_summary(data, toy)
+    block = int(data.first("block_size"))
+    assert s["toy_hvm_block"] == f"{1 + block // 4:,}"  # the toy's 1 + S/4, at the real request size
+    assert s["toy_hvm_block_over_ide"] == f"{(1 + block // 4) / _csv_per_request('ide', 'write', 'userspace'):.0f}"
+    assert s["virtio_user"] == "0" and s["virtio_kernel"] == "1"

@@ -341,3 +341,28 @@ def versus_toy(real: QemuIoData, toy: Any, op: str = "write") -> pd.DataFrame:
     for c in cols[3:5]:
         frame[c] = pd.Series([_num(v) for v in frame[c]], index=frame.index, dtype=object)
     return frame.set_index(["方式", "数えたもの"])
+
+
+def versus_summary(real: QemuIoData, toy: Any, op: str = "write") -> dict[str, str]:
+    """The numbers the virtio chapter quotes when it sets the real drivers beside the toy models."""
+    from lab.devices.guests import expected_exits
+
+    f = toy.frame
+    small, large = int(f["batch"].min()), int(f["batch"].max())
+    block = int(real.first("block_size"))
+    toy_hvm_block = expected_exits("hvm", 1, block, 1)  # the toy's way (data through a register) at this size
+    ide = real.per_request("ide", op, "userspace")
+    return {
+        "toy_host": toy.host_id, "real_host": real.host_id,
+        "toy_size": f"{int(f['size'].iloc[0])}", "block": f"{block:,}",
+        "toy_hvm": f"{_num(toy.value('hvm', small, 'exits_per_request'))}",
+        "toy_hvm_block": f"{toy_hvm_block:,}", "toy_hvm_block_over_ide": f"{toy_hvm_block / ide:.0f}",
+        "toy_small": f"{small}", "toy_large": f"{large}",
+        "toy_virtio_small": f"{_num(toy.value('virtio', small, 'exits_per_request'))}",
+        "toy_virtio_large": f"{_num(toy.value('virtio', large, 'exits_per_request'))}",
+        "ide": f"{_num(ide)}", "ahci": f"{_num(real.per_request('ahci', op, 'userspace'))}",
+        "virtio_user": f"{_num(real.per_request('virtio', op, 'userspace'))}",
+        "virtio_kernel": f"{_num(real.to_kernel('virtio', op))}",
+        "noeventfd_user": f"{_num(real.per_request('virtio-noioeventfd', op, 'userspace'))}",
+        "ide_regions": regions_ja(real, "ide", op), "ahci_regions": regions_ja(real, "ahci", op),
+    }
