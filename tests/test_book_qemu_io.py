@@ -31,17 +31,17 @@ def test_table_gives_the_recorded_counts_per_request(data):
     for config, name in report.CONFIG_NAMES.items():
         for op, op_name in report.OP_NAMES.items():
             row = table.loc[(name, op_name)]
-            assert row["レジスタへのアクセス"] == _csv_per_request(config, op, "accesses")
-            assert row["KVM で QEMU まで戻る exit"] == _csv_per_request(config, op, "userspace")
+            assert row["アクセス"] == _csv_per_request(config, op, "accesses")
+            assert row["QEMU へ exit"] == _csv_per_request(config, op, "userspace")
             assert row["割り込み"] == _csv_per_request(config, op, "interrupts")
             assert row.iloc[-1] == "はい"  # same per request for both request counts
     # the emulated controllers exit to QEMU on every request, virtio-blk with ioeventfd never does
-    assert table.loc[("IDE", "書き込み"), "KVM で QEMU まで戻る exit"] > table.loc[
-        ("AHCI(SATA)", "書き込み"), "KVM で QEMU まで戻る exit"] > 0
-    assert table.loc[("virtio-blk", "書き込み"), "KVM で QEMU まで戻る exit"] == 0
-    assert table.loc[("virtio-blk", "書き込み"), "KVM のカーネルで終わる exit"] == _csv_per_request(
+    assert table.loc[("IDE", "書き"), "QEMU へ exit"] > table.loc[
+        ("AHCI(SATA)", "書き"), "QEMU へ exit"] > 0
+    assert table.loc[("virtio-blk", "書き"), "QEMU へ exit"] == 0
+    assert table.loc[("virtio-blk", "書き"), "カーネル内 exit"] == _csv_per_request(
         "virtio", "write", "kicks")
-    assert table.loc[("virtio-blk(ioeventfd=off)", "書き込み"), "KVM のカーネルで終わる exit"] == 0
+    assert table.loc[("virtio-blk(ioeventfd=off)", "書き"), "カーネル内 exit"] == 0
 
 
 def test_a_count_that_changes_with_the_request_count_says_so(data):
@@ -51,8 +51,8 @@ def test_a_count_that_changes_with_the_request_count_says_so(data):
     data2 = report.QemuIoData(frame, live=False, host_id=data.host_id, recorded_at=data.recorded_at,
                               detail=data.detail)
     table = report.table(data2)
-    assert table.loc[("IDE", "読み込み")].iloc[-1] == "いいえ"
-    assert table.loc[("IDE", "書き込み")].iloc[-1] == "はい"
+    assert table.loc[("IDE", "読み")].iloc[-1] == "いいえ"
+    assert table.loc[("IDE", "書き")].iloc[-1] == "はい"
 
 
 def test_figure_bars_are_the_recorded_exits_and_the_chosen_disk_is_coloured(data):

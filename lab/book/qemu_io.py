@@ -40,7 +40,7 @@ CONFIG_NAMES = {
 }
 #: IDE is the exercise's pattern A (emulation) and shares its tab with the book's HVM views.
 SYNC_IDS = {"ide": "hvm", "ahci": "ahci", "virtio": "virtio", "virtio-noioeventfd": "virtio-noioeventfd"}
-OP_NAMES = {"read": "読み込み", "write": "書き込み"}
+OP_NAMES = {"read": "読み", "write": "書き"}
 _DIRECTIONS = {"read": "読み", "write": "書き"}
 _USERSPACE_COLOR = plots.MODE_COLORS["hvm"]
 _KERNEL_COLOR = plots.MODE_COLORS["virtio"]
@@ -209,13 +209,13 @@ def table(data: QemuIoData) -> pd.DataFrame:
         for op in OP_NAMES:
             rows.append({
                 "ディスク": CONFIG_NAMES[c], "操作": OP_NAMES[op],
-                "レジスタへのアクセス": _num(data.per_request(c, op, "accesses")),
-                "うち I/O ポート": _num(data.per_request(c, op, "pio")),
-                "うち MMIO": _num(data.per_request(c, op, "mmio")),
-                "KVM で QEMU まで戻る exit": _num(data.per_request(c, op, "userspace")),
-                "KVM のカーネルで終わる exit": _num(data.to_kernel(c, op)),
+                "アクセス": _num(data.per_request(c, op, "accesses")),
+                "I/O ポート": _num(data.per_request(c, op, "pio")),
+                "MMIO": _num(data.per_request(c, op, "mmio")),
+                "QEMU へ exit": _num(data.per_request(c, op, "userspace")),
+                "カーネル内 exit": _num(data.to_kernel(c, op)),
                 "割り込み": _num(data.per_request(c, op, "interrupts")),
-                f"{counts} 件で同じ": "はい" if _constant(data, c, op) else "いいえ",
+                f"{counts} 件で一定": "はい" if _constant(data, c, op) else "いいえ",
             })
     return pd.DataFrame(rows).set_index(["ディスク", "操作"])
 
@@ -257,7 +257,7 @@ def figure(data: QemuIoData, highlight: str, op: str = "write") -> Figure:
     ax.set_yticklabels([CONFIG_NAMES[c] for c in configs])
     ax.invert_yaxis()
     ax.set_xlim(0, max(user + kern + [1.0]) * 1.15)
-    ax.set_xlabel(f"{int(data.first('block_size'))} バイトの{OP_NAMES[op]} 1 件あたりの exit(KVM に置き換えた数)")
+    ax.set_xlabel(f"{int(data.first('block_size'))} バイトの{OP_NAMES[op]}込み 1 件あたりの exit(KVM に置き換えた数)")
     ax.set_title(f"Linux のドライバと QEMU のデバイス(ホスト {data.host_id}、QEMU {data.first('qemu_version')})",
                  fontsize=10)
     ax.legend(handles=[Patch(color=_USERSPACE_COLOR, label=_LEGEND[0]), Patch(color=_KERNEL_COLOR, label=_LEGEND[1])],
