@@ -139,3 +139,21 @@ def test_versus_summary_scales_the_toy_emulation_to_the_real_block_size(data):
     assert s["toy_hvm_block"] == f"{1 + block // 4:,}"  # the toy's 1 + S/4, at the real request size
     assert s["toy_hvm_block_over_ide"] == f"{(1 + block // 4) / _csv_per_request('ide', 'write', 'userspace'):.0f}"
     assert s["virtio_user"] == "0" and s["virtio_kernel"] == "1"
+
+
+@pytest.mark.libvirtd
+@pytest.mark.kit
+@pytest.mark.root
+@pytest.mark.full
+def test_live_when_asked_gives_the_recorded_counts(monkeypatch, data):
+    """With LAB_LIVE_QEMU_IO=1 the page boots the guests (about 40 s) and counts the same per request."""
+    monkeypatch.delenv("LAB_FORCE_RECORDED", raising=False)
+    monkeypatch.setenv(report.LIVE_ENV, "1")
+    live = report.load()
+    assert live.live, live.reason
+    assert live.note().css_class == "lab-live"
+    same_build = all(live.first(k) == data.first(k) for k in ("qemu_version", "guest_kernel"))
+    if not same_build:
+        pytest.skip("another QEMU or guest kernel than the recording: counts may differ legitimately")
+    columns = ["アクセス", "QEMU へ exit", "カーネル内 exit", "割り込み"]
+    assert report.table(live)[columns].equals(report.table(data)[columns])
