@@ -124,11 +124,11 @@ def test_summary_compares_from_the_data(data):
 def test_versus_toy_sets_both_side_by_side(data):
     toy = toy_report.load_recorded()
     table = report.versus_toy(data, toy)
-    assert table.loc[("エミュレーション", "おもちゃの HVM"), "QEMU まで戻る exit/件"] == toy.value(
+    assert table.loc[("エミュレーション", "おもちゃの HVM"), "QEMU へ exit"] == toy.value(
         "hvm", 1, "exits_per_request")
-    assert table.loc[("エミュレーション", "QEMU の IDE + Linux の ata_piix"), "QEMU まで戻る exit/件"] == \
+    assert table.loc[("エミュレーション", "QEMU の IDE + Linux の ata_piix"), "QEMU へ exit"] == \
         _csv_per_request("ide", "write", "userspace")
-    assert table.loc[("virtio", "QEMU の virtio-blk + Linux の virtio_blk"), "カーネルで終わる exit/件"] == 1
+    assert table.loc[("virtio", "QEMU の virtio-blk + Linux の virtio_blk"), "カーネル内 exit"] == 1
     assert set(table["ホスト"]) == {toy.host_id, data.host_id}
 
 

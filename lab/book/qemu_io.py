@@ -336,7 +336,7 @@ def versus_toy(real: QemuIoData, toy: Any, op: str = "write") -> pd.DataFrame:
         ("virtio", "同じ、ioeventfd=off", block, real.per_request("virtio-noioeventfd", op, "userspace"),
          real.to_kernel("virtio-noioeventfd", op), real.host_id),
     ]
-    cols = ["方式", "数えたもの", "要求の大きさ", "QEMU まで戻る exit/件", "カーネルで終わる exit/件", "ホスト"]
+    cols = ["方式", "数えたもの", "要求", "QEMU へ exit", "カーネル内 exit", "ホスト"]
     frame = pd.DataFrame(rows, columns=cols)
     for c in cols[3:5]:
         frame[c] = pd.Series([_num(v) for v in frame[c]], index=frame.index, dtype=object)
