@@ -10,8 +10,8 @@ import os
 import time
 
 import pytest
-
 from conftest import say
+
 from lab import kit
 from lab.qemu import hwvirt
 

@@ -23,8 +23,8 @@ import compileall
 import hashlib
 import json
 import os
-import shutil
 import py_compile
+import shutil
 import subprocess
 import sys
 import tempfile
