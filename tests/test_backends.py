@@ -6,10 +6,16 @@ QEMU TCG guest on kvm_amd (lab.qemu.hwvirt). Each test names the back end in its
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lab import backends, host, kvm
 from lab.bench import exits
+from lab.paths import REPO_ROOT
 
 pytestmark = pytest.mark.kvm
 
@@ -59,6 +65,14 @@ def test_the_other_vendors_hypercall_is_patched_into_the_native_one(backend):
 def test_which_exits_reach_the_vmm_process(backend):
     with kvm.open() as system:
         assert backends.userspace_exits(system) == backend.userspace_exits, backend.name
+
+
+def test_the_probe_names_the_loaded_back_end(backend):
+    out = subprocess.run([sys.executable, "-m", "lab", "probe", "--json"], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["kvm"]["backend"] == backend.name
+    assert Path("/sys/module", backend.name).is_dir()
 
 
 def test_enosys_is_truncated_outside_64_bit_mode():

@@ -52,8 +52,8 @@ QEMU = "qemu-system-x86_64"
 DEFAULT_DEADLINE_S = 150.0
 MEMORY_MIB = 768
 #: Test files run in the guest, against kvm_amd (only their tests marked ``kvm``).
-GUEST_TESTS = ("tests/test_kvm_vmm.py", "tests/test_kvm_exits.py", "tests/test_kvm_interrupt.py",
-               "tests/test_devices_live.py", "tests/test_bench_exits.py", "tests/test_backends.py")
+GUEST_TESTS = ("tests/test_kvm_vmm.py", "tests/test_kvm_interrupt.py", "tests/test_devices_live.py",
+               "tests/test_bench_exits.py", "tests/test_host.py", "tests/test_backends.py")
 #: Tests that write recorded tables (pandas, not in the guest): not run there.
 GUEST_DESELECT = ("tests/test_bench_exits.py::test_record_to_a_temporary_root",)
 #: Pure-Python packages pytest needs, copied from this interpreter's site-packages.
