@@ -62,6 +62,7 @@ BEGIN, END = "@lab-junit-begin", "@lab-junit-end"
 
 RUN_SCRIPT = """#!/bin/sh
 export PATH=/bin:/usr/bin PYTHONPATH=/payload/site:/payload/repo PYTHONDONTWRITEBYTECODE=1 LAB_REQUIRE_LIVE=kvm
+export LAB_SIGINT_LIMIT_S=1.0  # every instruction is emulated: "at once" is slower than on hardware
 cd /payload/repo
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 echo "lab-payload: $(python3.11 -c 'import sys; print(sys.version.split()[0])'), running pytest"
