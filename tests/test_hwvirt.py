@@ -27,9 +27,11 @@ MUST_RUN = (
 )
 
 
-def _kit() -> kit.Kit:
+def _kit(request) -> kit.Kit:
     try:
-        return kit.find(hwvirt.PROFILE)
+        found = kit.find(hwvirt.PROFILE)
+        request.node.user_properties.append(("live_suite", "kit"))
+        return found
     except kit.KitMissing as exc:
         if "kit" in os.environ.get("LAB_REQUIRE_LIVE", ""):
             pytest.fail(f"the hwvirt kit is required (LAB_REQUIRE_LIVE) but missing: {exc}")
@@ -38,8 +40,9 @@ def _kit() -> kit.Kit:
 
 @pytest.mark.full
 def test_the_kvm_live_tests_pass_on_kvm_amd(request):
-    run = hwvirt.run(_kit())
+    run = hwvirt.run(_kit(request))
     say(request, f"==> hwvirt: {run.summary()}")
+    request.node.user_properties.append(("summary_line", f"hwvirt (kvm_amd in QEMU TCG): {run.summary()}"))
     for case in run.failed:
         say(request, f"    FAILED in the guest: {case.name}: {case.message.splitlines()[0] if case.message else ''}")
     assert run.backend == "kvm_amd", hwvirt.console_tail(run.console)
@@ -50,10 +53,10 @@ def test_the_kvm_live_tests_pass_on_kvm_amd(request):
 
 
 @pytest.mark.full
-def test_a_guest_past_its_deadline_is_a_failure_with_its_console():
+def test_a_guest_past_its_deadline_is_a_failure_with_its_console(request):
     t0 = time.monotonic()
     with pytest.raises(hwvirt.HwvirtFailed, match="did not finish within 4 s") as info:
-        hwvirt.run(_kit(), ("tests/test_kvm_vmm.py",), deadline_s=4)
+        hwvirt.run(_kit(request), ("tests/test_kvm_vmm.py",), deadline_s=4)
     assert time.monotonic() - t0 < 20
     assert "console ends with" in str(info.value)
 
