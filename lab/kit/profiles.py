@@ -10,13 +10,14 @@ them.
 
 A new experiment adds a profile here and to :data:`PROFILES`; the builder
 (:mod:`lab.kit.builder`), the cache and ``python -m lab kit build --profile
-NAME`` need no change. For example a guest that loads ``kvm_amd`` and runs
-Python would set ``modules=("kvm_amd",)`` (its dependencies ``kvm`` and
+NAME`` need no change. :data:`HWVIRT` is such a profile: a guest that loads ``kvm_amd`` and runs
+Python sets ``modules=("kvm_amd",)`` (its dependencies ``kvm`` and
 ``irqbypass`` follow from ``.modinfo``), ``packages=("python3.11-minimal",
 "libpython3.11-minimal", "libc6", "zlib1g", ...)`` with ``include=`` globs for
 the files it needs (``usr/bin/python3.11``, ``usr/lib/python3.11/**``,
 ``lib/x86_64-linux-gnu/libz.so*``; symlinks are kept as symlinks), and its
-own ``init``. The script runs under busybox ``sh`` after the common part,
+own ``init``; ``compile_python`` byte-compiles a package's Python files at build time.
+The script runs under busybox ``sh`` after the common part,
 with every busybox applet on ``PATH`` and three helpers: ``lab_param NAME``
 (the value of ``lab.NAME=`` on the kernel command line), ``mark TEXT`` (a
 ``@lab TEXT`` marker line on port 0x402) and ``fail TEXT`` (print, mark

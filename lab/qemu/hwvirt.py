@@ -28,7 +28,8 @@ it at module level for its tables, so the payload carries a placeholder
 ``pandas`` module whose every attribute raises ``ImportError``: the
 measurements run, and anything that would build a table fails loudly.
 Timings from this guest mean nothing for hardware (every instruction is
-emulated), so nothing here records them.
+emulated), so nothing here records them; the one test with a latency limit
+(Ctrl-C within 100 ms) gets 1 s there (``LAB_SIGINT_LIMIT_S``).
 """
 
 from __future__ import annotations
