@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 export VENV
 
-.PHONY: setup book test test-all lab clean
+.PHONY: setup book test test-all test-hwvirt lab clean
 
 setup:
 	@tools/setup.sh book
@@ -22,6 +22,13 @@ test:
 # make test-all: make test, then the long suites marked `full` (CI runs this).
 test-all: test
 	@tools/run-tests.sh full $(PYTEST_ARGS)
+
+# make test-hwvirt: the VMM's KVM live tests inside a QEMU TCG guest on kvm_amd (emulated AMD-V),
+# about a minute; make test-all runs the same test among the suites marked `full`.
+test-hwvirt:
+	@tools/setup.sh test
+	@$(VENV)/bin/python -m lab kit build --profile hwvirt
+	@$(VENV)/bin/pytest -m full tests/test_hwvirt.py $(PYTEST_ARGS)
 
 lab: setup
 	@echo "==> opening JupyterLab on the chapters (a double-click opens a chapter as a notebook)"

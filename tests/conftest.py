@@ -32,6 +32,8 @@ ENABLE = {
     "kit": "build the guest kit once: python -m lab kit build (make test-all does it as root)",
 }
 _ran: dict[str, int] = {name: 0 for name in LIVE_SUITES}
+#: Lines a test asked to show in the summary (user property "summary_line"; works under pytest-xdist).
+_lines: list[str] = []
 
 
 def _required() -> set[str]:
@@ -93,10 +95,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
             if key == "live_suite":
                 _ran[value] += 1
+            elif key == "summary_line":
+                _lines.append(value)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("live suites")
+    for line in _lines:
+        terminalreporter.write_line(line)
     for name in LIVE_SUITES:
         if _ran[name]:
             terminalreporter.write_line(f"{name}: ran ({_ran[name]} tests)")

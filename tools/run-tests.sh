@@ -35,6 +35,7 @@ if [ -n "$stop_daemons" ]; then trap 'tools/libvirt-daemons.sh stop' EXIT; fi
 if [ "$scope" = full ] && [ "$(id -u)" = 0 ]; then
   echo "==> the guest kit for the QEMU suites (python -m lab kit build)"
   "$VENV/bin/python" -m lab kit build
+  "$VENV/bin/python" -m lab kit build --profile hwvirt
 fi
 
 start=$(date +%s)

@@ -19,11 +19,14 @@ Command line: ``python -m lab kit build [--profile NAME]``,
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import json
 import os
+import py_compile
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -199,6 +202,23 @@ def _extract(deb: Path, into: Path) -> Path:
     return into
 
 
+def _compile(tree: Path, folders: tuple[str, ...]) -> None:
+    """Byte-compile ``folders`` of an unpacked package as the guest will find them (``/<folder>``).
+
+    ``unchecked-hash`` .pyc files are used without looking at the source's
+    mtime (an initramfs has none worth trusting). The .pyc format is fixed
+    within a minor version, so the Python running this must be the guest's.
+    """
+    want = next((f.rsplit("python", 1)[1] for f in folders if "python3." in f), None)
+    if want and want != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        raise KitError(f"the kit byte-compiles Python {want} files; run the build with Python {want}, "
+                       f"not {sys.version.split()[0]}")
+    for folder in folders:
+        if (tree / folder).is_dir():
+            compileall.compile_dir(tree / folder, ddir="/" + folder, quiet=2, workers=0,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+
+
 def _entries(tree_files: dict[str, tuple[bytes, bool]], profile: Profile,
              order: list[modules.Module], links: dict[str, str]) -> list[cpio.Entry]:
     dirs = set(profile.extra_dirs) | {"lib", "lib/modules"}
@@ -232,6 +252,7 @@ def _assemble(profile: Profile, debs: dict[str, Path], kpkg: str, work: Path) ->
     links: dict[str, str] = {}
     for pkg in profile.packages:
         tree = _extract(debs[pkg], work / pkg)
+        _compile(tree, profile.compile_python)
         for pattern in profile.include:
             for path in tree.glob(pattern):
                 name = str(path.relative_to(tree))

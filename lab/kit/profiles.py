@@ -10,13 +10,14 @@ them.
 
 A new experiment adds a profile here and to :data:`PROFILES`; the builder
 (:mod:`lab.kit.builder`), the cache and ``python -m lab kit build --profile
-NAME`` need no change. For example a guest that loads ``kvm_amd`` and runs
-Python would set ``modules=("kvm_amd",)`` (its dependencies ``kvm`` and
+NAME`` need no change. :data:`HWVIRT` is such a profile: a guest that loads ``kvm_amd`` and runs
+Python sets ``modules=("kvm_amd",)`` (its dependencies ``kvm`` and
 ``irqbypass`` follow from ``.modinfo``), ``packages=("python3.11-minimal",
 "libpython3.11-minimal", "libc6", "zlib1g", ...)`` with ``include=`` globs for
 the files it needs (``usr/bin/python3.11``, ``usr/lib/python3.11/**``,
 ``lib/x86_64-linux-gnu/libz.so*``; symlinks are kept as symlinks), and its
-own ``init``. The script runs under busybox ``sh`` after the common part,
+own ``init``; ``compile_python`` byte-compiles a package's Python files at build time.
+The script runs under busybox ``sh`` after the common part,
 with every busybox applet on ``PATH`` and three helpers: ``lab_param NAME``
 (the value of ``lab.NAME=`` on the kernel command line), ``mark TEXT`` (a
 ``@lab TEXT`` marker line on port 0x402) and ``fail TEXT`` (print, mark
@@ -107,10 +108,15 @@ class Profile:
     include: tuple[str, ...] = ()
     cmdline: str = "console=ttyS0 panic=-1 quiet"
     extra_dirs: tuple[str, ...] = field(default=("proc", "sys", "dev", "tmp", "bin", "sbin", "etc", "root"))
+    #: Folders (relative to a package's root) whose ``.py`` files are byte-compiled before copying,
+    #: with ``unchecked-hash`` .pyc files: Debian's packages ship none (they are made at install time).
+    compile_python: tuple[str, ...] = field(default=(), repr=False)
 
     def digest(self) -> str:
         """A hash of everything in the profile: a changed profile is a new kit."""
         text = repr((BASE_FORMAT, COMMON_INIT, self))
+        if self.compile_python:  # not in repr: profiles without it keep the digest they had
+            text += repr(self.compile_python)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def init_script(self) -> str:
@@ -127,4 +133,45 @@ DISK_TRAP = Profile(
     init=DISK_TRAP_INIT,
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (DISK_TRAP,)}
+HWVIRT_INIT = r"""
+backend=$(for m in kvm_amd kvm_intel kvm_pvm; do [ -d /sys/module/$m ] && echo $m; done)
+echo "lab-init: kvm back end: ${backend:-none}"
+[ -e /dev/kvm ] || mknod /dev/kvm c 10 232
+[ -c /dev/kvm ] || fail "no /dev/kvm after loading the modules"
+mount -t tmpfs tmpfs /tmp
+[ -e /dev/ttyS1 ] || mknod /dev/ttyS1 c 4 65
+export HOME=/root LANG=C.UTF-8 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+[ -x /payload/run ] || fail "no /payload/run: boot this kit with a payload (lab.qemu.hwvirt)"
+/payload/run
+echo "lab-init: payload finished ($?)"
+poweroff -f
+"""
+
+#: Python and the C libraries it and its ctypes/pyexpat/zlib modules link, from Debian packages.
+HWVIRT_PACKAGES = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
+                   "libc6", "zlib1g", "libexpat1", "libffi8")
+HWVIRT_INCLUDE = (
+    "usr/bin/python3.11",
+    "usr/lib/python3.11/**/*",
+    "lib64/ld-linux-x86-64.so.2",
+    "**/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "**/x86_64-linux-gnu/libc.so.6",
+    "**/x86_64-linux-gnu/libm.so.6",
+    "**/x86_64-linux-gnu/libz.so.1*",
+    "**/x86_64-linux-gnu/libexpat.so.1*",
+    "**/x86_64-linux-gnu/libffi.so.8*",
+)
+
+HWVIRT = Profile(
+    name="hwvirt",
+    description="kvm_amd (AMD-V as QEMU TCG emulates it) and Python 3.11; /init runs the payload "
+                "appended to the initramfs at boot (/payload/run), then powers off",
+    # irqbypass and kvm follow from kvm_amd's .modinfo; ccp is named: kvm_amd uses it for SEV
+    modules=("irqbypass", "kvm", "ccp", "kvm_amd"),
+    init=HWVIRT_INIT,
+    packages=HWVIRT_PACKAGES,
+    include=HWVIRT_INCLUDE,
+    compile_python=("usr/lib/python3.11",),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (DISK_TRAP, HWVIRT)}

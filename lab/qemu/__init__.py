@@ -4,5 +4,6 @@
 * :mod:`lab.qemu.domain` - the run's libvirt domain XML: ``lab.virt``'s spec plus direct kernel
   boot, the marker device and the trace options (QEMU command-line namespace);
 * :mod:`lab.qemu.run` - boot it on ``qemu:///system`` with a deadline, parse, clean up;
+* :mod:`lab.qemu.hwvirt` - the VMM's KVM live tests on ``kvm_amd``, in a guest on QEMU TCG's emulated AMD-V;
 * :mod:`lab.qemu.io` - the per-request counts for IDE, AHCI and virtio-blk, and what they mean under KVM.
 """
