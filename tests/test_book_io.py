@@ -39,7 +39,7 @@ def test_fallback_names_the_host_and_the_reason(recorded, monkeypatch):
 def test_switchable_has_one_synced_tab_per_style(recorded):
     data = report.load(live=False, root=recorded)
     sw = report.switchable(data, "requests_per_s", caption="req/s")
-    assert [v.label for v in sw.views] == ["HVM", "PV", "virtio"]
+    assert [v.label for v in sw.views] == ["HVM(エミュレーション)", "PV", "virtio"]
     assert [v.sync_id for v in sw.views] == ["hvm", "pv", "virtio"]
     html = sw.to_html()
     assert html.count('data-sync-group="mode"') == 3 and "data:image/png;base64," in html
@@ -67,8 +67,8 @@ def test_ring_demo_moves_the_messages():
 
 def test_malformed_cases_are_all_refused():
     answers = report.malformed_cases()["デバイスモデルの答え"].tolist()
-    assert len(answers) == 3 and all("needs reset" in a for a in answers)
-    assert "outside guest memory" in answers[0] and "out of range" in answers[1] and "loops" in answers[2]
+    assert len(answers) == 3 and all("リセットが必要" in a for a in answers)
+    assert "メモリの外" in answers[0] and "範囲外" in answers[1] and "ループ" in answers[2]
 
 
 def test_exit_model_table():
@@ -89,7 +89,7 @@ def test_a_failed_live_run_falls_back_and_says_why(recorded, monkeypatch):
 
 def test_recorded_hosts_table(recorded):
     table = report.recorded_hosts(recorded)
-    assert len(table) == 1 and table.loc[0, "HVM 件/秒 (バッチ 1)"] == 1001
+    assert len(table) == 1 and table.loc[0, "HVM(エミュレーション) 件/秒 (バッチ 1)"] == 1001
 
 
 def test_force_recorded_and_the_notes(recorded, monkeypatch):

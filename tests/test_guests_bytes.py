@@ -71,6 +71,6 @@ def test_exit_loop_rejects_bad_arguments():
 
 def test_listing_and_text_show_bytes():
     frame = listing(guests.HELLO)
-    assert list(frame.columns) == ["address", "bytes", "label", "assembly", "comment"]
-    assert "ee" in frame["bytes"].tolist()
+    assert list(frame.columns) == ["番地", "バイト列", "ラベル", "アセンブリ", "説明"]
+    assert "ee" in frame["バイト列"].tolist() and "COM1 のデータポート" in frame["説明"].tolist()
     assert "out dx, al" in guests.HELLO.text()

@@ -37,4 +37,4 @@ def test_chapter_runs_from_recorded_data(path, monkeypatch):
 def test_chapter_runs_live(path, monkeypatch):
     monkeypatch.delenv("LAB_FORCE_RECORDED", raising=False)
     text = _execute(path)
-    assert "いまこの機械で" in text
+    assert "この機械で測った結果です" in text

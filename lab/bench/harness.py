@@ -18,6 +18,7 @@ A benchmark module (``lab.bench.exits``; others later) produces a list of
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -327,9 +328,17 @@ def check_links(package_dir: str | Path) -> None:
                     f"which is not in provenance.csv (unknown host or recording)")
 
 
+#: Set this to a folder laid out like ``data/measured`` to read recordings from there (tests, other hosts).
+MEASURED_DIR_ENV = "LAB_MEASURED_DIR"
+
+
 def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame:
-    """Resource ``resource`` of every host under ``data/measured``, validated, joined with provenance."""
-    root = Path(root if root is not None else paths.MEASURED_DIR)
+    """Resource ``resource`` of every host under ``data/measured``, validated, joined with provenance.
+
+    Without ``root``, the folder named by the environment variable ``LAB_MEASURED_DIR`` (when set) is read
+    instead of ``data/measured``: one switch that points every chapter at another set of recordings.
+    """
+    root = Path(root if root is not None else os.environ.get(MEASURED_DIR_ENV) or paths.MEASURED_DIR)
     frames = []
     for pkg in datapackage.find_packages(root):
         descriptor = datapackage.read_descriptor(pkg)

@@ -14,11 +14,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from lab import guests, kvm
 from lab.bench import exits
-from lab.bench.harness import summarize
+from lab.bench.harness import RECORDING_KEY, summarize
+from lab.bench.registry import Bench, register
 from lab.paths import REPO_ROOT
 
 C_SOURCE = REPO_ROOT / "tests" / "reference" / "exit_loop.c"
@@ -68,11 +73,73 @@ def compare(kinds=KINDS, *, iterations: int = exits.DEFAULT_ITERATIONS, repeat: 
                 py_samples += exits.measure_kind(system, kind, repeat=repeat, iterations=iterations,
                                                  mode=mode, vendor=vendor).samples
             c, py = summarize(c_samples), summarize(py_samples)
-            rows.append({"kind": kind, "python": py["median"], "python_q1": py["q1"], "python_q3": py["q3"],
+            rows.append({"kind": kind, "mode": mode, "iterations": iterations,
+                         "python": py["median"], "python_q1": py["q1"], "python_q3": py["q3"],
                          "c": c["median"], "c_q1": c["q1"], "c_q3": c["q3"],
                          "diff_pct": 100.0 * (py["median"] - c["median"]) / c["median"],
                          "runs": len(c_samples)})
     return rows
+
+
+FIELDS: list[dict[str, Any]] = [
+    *RECORDING_KEY,
+    {"name": "kind", "type": "string", "constraints": {"required": True, "enum": list(KINDS)},
+     "description": "what the guest's timing loop does (lab.guests.exit_loop)"},
+    {"name": "mode", "type": "string", "constraints": {"required": True, "enum": ["protected32", "long64"]},
+     "description": "CPU mode of the guest"},
+    {"name": "iterations", "type": "integer", "constraints": {"required": True, "minimum": 1},
+     "description": "loop iterations per timed run"},
+    {"name": "runs", "type": "integer", "constraints": {"required": True, "minimum": 1},
+     "description": "timed runs per side (rounds x repeat)"},
+    {"name": "python_cycles", "type": "number", "constraints": {"required": True},
+     "description": "median guest-timed cycles per iteration, lab.kvm (Python) as the VMM"},
+    {"name": "python_q1", "type": "number", "description": "first quartile, Python"},
+    {"name": "python_q3", "type": "number", "description": "third quartile, Python"},
+    {"name": "c_cycles", "type": "number", "constraints": {"required": True},
+     "description": "median guest-timed cycles per iteration, tests/reference/exit_loop.c (C) as the VMM"},
+    {"name": "c_q1", "type": "number", "description": "first quartile, C"},
+    {"name": "c_q3", "type": "number", "description": "third quartile, C"},
+]
+
+
+def to_frame(rows: Sequence[dict[str, Any]], prov: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame([{**r, "python_cycles": r["python"], "c_cycles": r["c"]} for r in rows])
+    frame.insert(0, "recorded_at", prov["recorded_at"])
+    frame.insert(0, "host_id", prov["host_id"])
+    return frame[[f["name"] for f in FIELDS]]
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=3, help="C/Python alternations per kind (default 3)")
+
+
+def _all_args(p: argparse.ArgumentParser) -> None:
+    exits._args(p)
+    _args(p)
+
+
+def _measure(args: argparse.Namespace, progress: Any) -> list[dict[str, Any]]:
+    return compare(KINDS, iterations=args.iterations, repeat=args.repeat, rounds=args.rounds, mode=args.mode)
+
+
+def _show(rows: Sequence[dict[str, Any]]) -> None:
+    for r in rows:
+        print(f"{r['kind']:<15} {r['mode']:<12} Python {r['python']:>9.0f}  C {r['c']:>9.0f}  {r['diff_pct']:+.1f}%")
+
+
+BENCH = register(Bench(
+    name="reference",
+    help="the same guest bytes under the Python VMM and a C VMM, alternating (needs gcc and KVM)",
+    add_args=_all_args,
+    measure=_measure,
+    to_frame=to_frame,
+    fields=FIELDS,
+    description="guest-timed cycles per iteration, lab.kvm vs a C loop on the same guest bytes (lab.bench.reference)",
+    show=_show,
+    as_json=lambda rows: list(rows),
+    ok=lambda rows: True,
+    unavailable=lambda: (ReferenceUnavailable,),
+))
 
 
 def main(argv=None) -> int:

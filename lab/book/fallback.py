@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from lab import host
+from lab.book.backend import backend_ja
 
 #: Set this environment variable to see the recorded view on a KVM host.
 FORCE_RECORDED_ENV = "LAB_FORCE_RECORDED"
@@ -74,9 +75,8 @@ def live_note(*, host_id: str, detail: str = "", text: str = "") -> Note:
 
 
 def host_detail(row: Mapping[str, Any]) -> str:
-    """A recorded host in words, from its provenance row (CPU, kernel, nested or not, KVM modules)."""
-    nested = "入れ子の仮想マシン" if bool(row["nested"]) else "ベアメタル"
-    return f"{row['cpu_model']}、カーネル {row['kernel']}、{nested}、KVM モジュール {row['kvm_modules']}"
+    """A recorded host in words, from its provenance row (CPU, kernel, its KVM back end named correctly)."""
+    return f"{row['cpu_model']}、カーネル {row['kernel']}、{backend_ja(row['kvm_modules'], bool(row['nested']))}"
 
 
 def recorded_from(row: Mapping[str, Any], reason: str) -> Note:

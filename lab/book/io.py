@@ -22,6 +22,8 @@ from lab import host, kvm
 from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, plots
+from lab.book.backend import backend_ja, backend_short
+from lab.book.vmm_words import message_ja
 from lab.book.widgets import Switchable
 from lab.devices.memory import DeviceError, GuestMemory
 from lab.devices.models import VirtioDevice
@@ -35,7 +37,7 @@ MODE_NAMES = {
     "virtio": "virtio",
     "virtio_ioeventfd": "virtio + ioeventfd",
 }
-TABS = {"HVM": ("hvm",), "PV": ("pv",), "virtio": ("virtio", "virtio_ioeventfd")}
+TABS = {"HVM(エミュレーション)": ("hvm",), "PV": ("pv",), "virtio": ("virtio", "virtio_ioeventfd")}
 _COLORS = {"hvm": plots.MODE_COLORS["hvm"], "pv": plots.MODE_COLORS["pv"],
            "virtio": plots.MODE_COLORS["virtio"], "virtio_ioeventfd": plots.MODE_COLORS["virtio"]}
 _STYLES = {"virtio_ioeventfd": "--"}
@@ -55,9 +57,10 @@ class IoData:
     nested: bool
     recorded_at: str
     reason: str = ""         #: why the data is not live (empty when live)
+    kvm_modules: str = ""    #: the loaded kvm modules (names the back end)
 
     def detail(self) -> str:
-        return f"{self.cpu_model}、{'入れ子の KVM' if self.nested else 'ベアメタルの KVM'}"
+        return f"{self.cpu_model}、{backend_ja(self.kvm_modules, self.nested)}"
 
     def note(self) -> fallback.Note:
         """Where the numbers come from, as the book's shared note (:mod:`lab.book.fallback`)."""
@@ -93,7 +96,7 @@ def load_recorded(root: str | None = None, host_id: str | None = None) -> IoData
     first = rows.iloc[0]
     return IoData(rows.reset_index(drop=True), live=False, host_id=str(first["host_id"]),
                   cpu_model=str(first["cpu_model"]), nested=bool(first["nested"]),
-                  recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"))
+                  recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"), kvm_modules=str(first["kvm_modules"]))
 
 
 def measure(**settings: Any) -> IoData:
@@ -108,7 +111,8 @@ def measure(**settings: Any) -> IoData:
     if not bad.empty:
         raise RuntimeError(f"io benchmark failed: {bad.iloc[0]['mode']}: {bad.iloc[0]['reason']}")
     return IoData(frame, live=True, host_id=prov["host_id"], cpu_model=prov["cpu_model"],
-                  nested=bool(prov["nested"]), recorded_at=prov["recorded_at"][:10])
+                  nested=bool(prov["nested"]), recorded_at=prov["recorded_at"][:10],
+                  kvm_modules=str(prov["kvm_modules"]))
 
 
 def load(live: bool | None = None, root: str | None = None) -> IoData:
@@ -318,7 +322,7 @@ def malformed_cases() -> pd.DataFrame:
         build(mem, layout, driver)
         device.notify()
         device.close()
-        return device.errors[0] if device.errors else "(受け付けた)"
+        return message_ja(device.errors[0]) if device.errors else "(受け付けた)"
 
     def outside(mem, layout, drv):
         drv.add([(0x3FF0, 0x40, False)])
@@ -355,9 +359,10 @@ def recorded_hosts(root: str | None = None) -> pd.DataFrame:
 
         first = g.iloc[0]
         rows.append({
-            "ホスト": host_id, "CPU": first["cpu_model"], "入れ子": bool(first["nested"]),
+            "ホスト": host_id, "CPU": first["cpu_model"],
+            "KVM のバックエンド": backend_short(first["kvm_modules"], bool(first["nested"])),
             "記録日": pd.Timestamp(recorded_at).strftime("%Y-%m-%d"),
-            f"HVM 件/秒 (バッチ {small})": round(rate("hvm", small)),
+            f"HVM(エミュレーション) 件/秒 (バッチ {small})": round(rate("hvm", small)),
             f"PV 件/秒 (バッチ {small})": round(rate("pv", small)),
             f"virtio 件/秒 (バッチ {large})": round(rate("virtio", large)),
             f"virtio + ioeventfd 件/秒 (バッチ {large})": round(rate("virtio_ioeventfd", large)),

@@ -24,16 +24,18 @@ from lab.bench import tour as bench_tour
 from lab.bench.harness import load_measured
 from lab.book import fallback, plots
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
+from lab.book.vmm_words import message_ja
 from lab.kvm import ioctl_numbers
 
 KIND_LABELS = {
     "loop": "空ループ(exit なし)",
     "cpuid": "cpuid(カーネル内で処理)",
     "hypercall": "ハイパーコール(vmcall / vmmcall)",
-    "pio_user": "ポート出力 → ユーザ空間(QEMU の経路)",
-    "mmio_user": "MMIO 書き込み → ユーザ空間",
+    "pio_user": "ポート出力 → ユーザー空間(QEMU の経路)",
+    "mmio_user": "MMIO 書き込み → ユーザー空間",
     "pio_ioeventfd": "ポート出力 → ioeventfd(カーネル内で完結)",
 }
+STATUS_JA = {"ok": "測定済み", "unavailable": "測定不能", "error": "エラー"}
 LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
 
 
@@ -133,7 +135,7 @@ def tour_words(steps: pd.DataFrame) -> pd.DataFrame:
             action, result = ACTIONS_JA[r.action], _result_words(r.action, v)
         else:
             action = f"{r.action}: {BAD_GUESTS_JA[r.action].format(**v)}"
-            result = _text(r.message) or "ハイパーコールは完了した"
+            result = message_ja(_text(r.message)) or "ハイパーコールは完了した"
             if pd.notna(r.seconds):
                 result += f" [{r.seconds:.1f} s]"
         rows.append({"step": r.step, "action": action, "ioctl": _text(r.ioctl) or NO_IOCTL_JA.get(r.action, "-"),
@@ -161,8 +163,30 @@ def tour(root: str | None = None) -> Shown:
 
 
 def bad_guests(root: str | None = None) -> Shown:
-    """How each misbehaving guest ends: a typed error, never a hang."""
-    return _tour_table("errors", {"action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}, root)
+    """How each misbehaving guest ended on every recorded host (newest recording each): a typed error, never a hang."""
+    cols = {"host_id": "ホスト", "action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}
+    rec = load_measured("tour", root)
+    rec = rec[(rec["section"] == "errors")
+              & (rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max"))]
+    rec = rec.sort_values(["host_id", "step"])
+    frame = tour_words(rec).assign(host_id=list(rec["host_id"]))[list(cols)].rename(columns=cols)
+    note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
+                         "; ".join(f"ホスト {h}({fallback.host_detail(g.iloc[-1])})、{_when(g.iloc[-1])} 記録"
+                                   for h, g in rec.groupby("host_id")))
+    return Shown(frame, False, ", ".join(sorted(set(rec["host_id"]))), note)
+
+
+def _when(row: Any) -> str:
+    return f"{pd.Timestamp(row['recorded_at']):%Y-%m-%d %H:%M} UTC"
+
+
+def live_words(why: str | None) -> str:
+    """One sentence: does this build run the VMM live, or show recordings (and why)."""
+    if why is None:
+        return ("このページを組み立てた(または実行している)機械では KVM が使えたので、"
+                "以下の表はその場で実行した値です。")
+    return (f"このページを組み立てた(または実行している)機械では KVM を使わなかったので({why})、"
+            "以下の表は記録済みのホストの値です。")
 
 
 def ioctl_table() -> pd.DataFrame:
@@ -186,20 +210,21 @@ def ioctl_table() -> pd.DataFrame:
 def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "種類": frame["kind"].map(KIND_LABELS).fillna(frame["kind"]),
-        "状態": frame["status"],
+        "状態": frame["status"].map(STATUS_JA).fillna(frame["status"]),
         "サイクル/回(中央値)": frame["cycles_per_exit"].round(0),
         "正味(空ループを引く)": frame["net_cycles_per_exit"].round(0),
         "ns/回": frame["ns_per_exit"].round(0),
         "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}")
                       for a, b in zip(frame["cycles_q1"], frame["cycles_q3"], strict=True)],
-        "理由": frame["reason"].fillna(""),
+        "理由": [message_ja(str(r)) if isinstance(r, str) and r else "" for r in frame["reason"]],
     })
     return out.reset_index(drop=True)
 
 
-def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None) -> Shown:
-    """The exits benchmark: measured here (quick settings) or the latest recording."""
-    why = live_reason()
+def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None,
+          live: bool = True) -> Shown:
+    """The exits benchmark: measured here (quick settings) or the latest recording (always with ``live=False``)."""
+    why = live_reason() if live else "この表は記録済みの値を示すもの(live=False)"
     if why is None:
         results = bench_exits.run(repeat=repeat, iterations=iterations, mode=mode, hypercall_timeout_s=1.0)
         prov = {"host_id": host.host_id(host.read_cpuinfo()), "recorded_at": pd.Timestamp.now(tz="UTC")}
@@ -213,8 +238,12 @@ def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", ro
         return Shown(_exits_display(raw), True, prov["host_id"],
                      fallback.live_note(host_id=prov["host_id"], text=text), {"raw": raw})
     rec = _latest(load_measured("exits", root), mode=mode)
-    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why),
-                 {"raw": rec.reset_index(drop=True)})
+    row = rec.iloc[0]
+    note = fallback.recorded_from(row, why) if live else fallback.Note(
+        "記録済みのデータを表示しています",
+        f"ホスト {row['host_id']}({fallback.host_detail(row)})で {_when(row)} に記録した値です。"
+        "この表はこの機械では測っていません。")
+    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], note, {"raw": rec.reset_index(drop=True)})
 
 
 def recorded_exits(root: str | None = None) -> pd.DataFrame:
@@ -341,8 +370,14 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
             facts[f"rec_{kind}_net"] = float(rec.loc[kind, "net_cycles_per_exit"])
             facts[f"rec_{kind}_ns"] = float(rec.loc[kind, "ns_per_exit"])
     hc = rec.loc["hypercall"] if "hypercall" in rec.index else None
-    facts["rec_hypercall_status"] = Text(hc["status"] if hc is not None else "not recorded")
-    facts["rec_hypercall_reason"] = Text((hc["reason"] or "") if hc is not None else "")
+    status = hc["status"] if hc is not None else "not recorded"
+    facts["rec_hypercall_status"] = Text({"ok": "測定できた", "unavailable": "測定不能(unavailable)",
+                                          "not recorded": "記録なし"}.get(status, status))
+    facts["rec_hypercall_reason"] = Text(message_ja(str(hc["reason"] or "")) if hc is not None else "")
+    facts["rec_hypercall_meaning"] = Text(
+        "このホストの KVM ではハイパーコールの命令が完了せず、見張り役が `KVM_RUN` を止めています。"
+        "表に値の代わりに理由が書かれているのはそのためです。" if status == "unavailable" else
+        "このホストではハイパーコールも完了し、値が記録されています。")
     if "rec_pio_user" in facts and "rec_cpuid" in facts:
         facts["rec_user_over_kernel"] = facts["rec_pio_user_net"] / max(facts["rec_cpuid_net"], 1.0)
         if "rec_pio_ioeventfd" in facts:

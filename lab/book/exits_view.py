@@ -1,0 +1,180 @@
+"""The VMExit chapter's visible cells: a measurement the reader sets, Python vs C, the native floor.
+
+Like :mod:`lab.book.walk`, each cell calls the measuring code itself and
+hands the result to an object from here, which shows it next to what every
+recorded host answered (newest recording per host) and says which row is
+live and which is recorded. Without KVM (or with ``LAB_FORCE_RECORDED=1``)
+only the recorded rows are shown, with the note of :mod:`lab.book.fallback`.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import statistics
+from typing import Any
+
+import pandas as pd
+
+from lab import host
+from lab.bench.harness import Result, load_measured
+from lab.book import fallback
+from lab.book.backend import backend_short
+from lab.datapackage import DataError
+
+KIND_JA = {"loop": "空ループ", "cpuid": "cpuid", "hypercall": "ハイパーコール", "pio_user": "ポート出力 → ユーザー空間",
+           "mmio_user": "MMIO 書き込み → ユーザー空間", "pio_ioeventfd": "ポート出力 → ioeventfd"}
+
+
+def newest(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
+    """Rows of the newest recording of each host (optionally filtered by column values)."""
+    for key, value in where.items():
+        frame = frame[frame[key] == value]
+    return frame[frame["recorded_at"] == frame.groupby("host_id")["recorded_at"].transform("max")]
+
+
+def host_words(row: Any) -> str:
+    """A recorded host as a table cell: id, CPU, back end, date."""
+    when = pd.Timestamp(row["recorded_at"]).strftime("%Y-%m-%d")
+    backend = backend_short(row["kvm_modules"], bool(row["nested"]))
+    return f"{row['host_id']}({row['cpu_model']}、{backend}、{when} 記録)"
+
+
+def _this_host() -> str:
+    p = host.probe(libvirt_uris=())
+    mods = " ".join(m.name for m in p.kvm.modules)
+    return f"{p.host_id}(この機械、{backend_short(mods, p.nested)}、いま測定)"
+
+
+class _Shown:
+    def __init__(self, note: fallback.Note, frame: pd.DataFrame):
+        self.note, self.frame = note, frame
+
+    def _repr_html_(self) -> str:
+        return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
+
+    def __repr__(self) -> str:
+        return f"{self.note}\n{self.frame.to_string(index=False)}"
+
+
+class _Cell:
+    """Live (``record`` the result, ``show`` it beside the recordings) or recorded only."""
+
+    resource = ""
+
+    def __init__(self, root: str | None = None, needs: str | None = None):
+        self.reason = fallback.live_reason()
+        if self.reason is None and needs and shutil.which(needs) is None:
+            self.reason = f"この機械には {needs} がない(C の VMM をコンパイルできない)"
+        self.live = self.reason is None
+        self._root = root
+        self._live_rows: list[dict[str, Any]] = []
+
+    def recorded(self) -> pd.DataFrame:
+        return load_measured(self.resource, self._root)
+
+    def _note(self, recorded: pd.DataFrame) -> fallback.Note:
+        if self.live:
+            return fallback.live_note(host_id=host.host_id(host.read_cpuinfo()),
+                                      text="「いま測定」の行がこのセルの結果で、ほかの行は記録済みのホストの値です。")
+        return fallback.recorded_from(recorded.sort_values("recorded_at").iloc[-1], str(self.reason))
+
+
+class Measurement(_Cell):
+    """One kind of exit measured with the reader's settings (``lab.bench.exits.measure_kind``)."""
+
+    resource = "exits"
+
+    def __init__(self, kind: str, mode: str = "protected32", root: str | None = None):
+        super().__init__(root)
+        self.kind, self.mode = kind, mode
+
+    def record(self, result: Result) -> None:
+        s = result.spread or {}
+        self._live_rows.append({"ホスト": _this_host(), "サイクル/回(中央値)": round(result.cycles_per_exit or 0),
+                                "四分位範囲": f"{s.get('q1', 0):.0f}–{s.get('q3', 0):.0f}",
+                                "回数 × 繰り返し": f"{result.iterations} × {result.repeat}"})
+
+    def show(self) -> _Shown:
+        rec = newest(self.recorded(), kind=self.kind, mode=self.mode, status="ok")
+        rows = list(self._live_rows) + [
+            {"ホスト": host_words(r), "サイクル/回(中央値)": round(r["cycles_per_exit"]),
+             "四分位範囲": f"{r['cycles_q1']:.0f}–{r['cycles_q3']:.0f}",
+             "回数 × 繰り返し": f"{int(r['iterations'])} × {int(r['repeat'])}"} for _, r in rec.iterrows()]
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "種類", KIND_JA.get(self.kind, self.kind))
+        return _Shown(self._note(rec), frame)
+
+
+class SideBySide(_Cell):
+    """The same guest bytes under the Python VMM and the C VMM (``lab.bench.reference.compare``)."""
+
+    resource = "reference"
+
+    def __init__(self, root: str | None = None):
+        super().__init__(root, needs="gcc")
+
+    def record(self, rows: list[dict[str, Any]]) -> None:
+        here = _this_host()
+        self._live_rows += [{**r, "ホスト": here} for r in rows]
+
+    def show(self) -> _Shown:
+        rec = newest(self.recorded())
+        rows = [{"ホスト": r["ホスト"], "kind": r["kind"], "python": r["python"], "c": r["c"]} for r in self._live_rows]
+        rows += [{"ホスト": host_words(r), "kind": r["kind"], "python": r["python_cycles"], "c": r["c_cycles"]}
+                 for _, r in rec.iterrows()]
+        f = pd.DataFrame(rows)
+        frame = pd.DataFrame({"ホスト": f["ホスト"], "種類": f["kind"].map(KIND_JA),
+                              "Python の VMM(サイクル/回)": f["python"].round(0).astype(int),
+                              "C の VMM(サイクル/回)": f["c"].round(0).astype(int),
+                              "Python − C": [f"{100 * (p - c) / c:+.0f} %"
+                                             for p, c in zip(f["python"], f["c"], strict=True)]})
+        return _Shown(self._note(rec), frame)
+
+
+class Floor(_Cell):
+    """The guest's empty loop next to the same loop run natively in a host process."""
+
+    resource = "native"
+
+    def __init__(self, root: str | None = None):
+        super().__init__(root)
+        self.native_ok = self.live and platform.machine() in ("x86_64", "AMD64")
+        self._native: float | None = None
+        self._guest: float | None = None
+
+    def record_native(self, samples: list[float]) -> None:
+        self._native = float(statistics.median(samples))
+
+    def record_guest(self, result: Result) -> None:
+        self._guest = result.cycles_per_exit
+
+    def recorded_rows(self) -> list[dict[str, Any]]:
+        """Per recorded host: the newest native loop, and the guest loop of the same session when there is one."""
+        nat = newest(self.recorded())
+        try:
+            ref = newest(load_measured("reference", self._root), kind="loop", mode="protected32")
+        except DataError:
+            ref = pd.DataFrame(columns=["host_id", "python_cycles"])
+        loops = newest(load_measured("exits", self._root), kind="loop", mode="protected32", status="ok")
+        rows = []
+        for _, r in nat.iterrows():
+            same = ref.loc[ref["host_id"] == r["host_id"], "python_cycles"]
+            other = loops.loc[loops["host_id"] == r["host_id"], "cycles_per_exit"]
+            guest = float(same.iloc[0]) if len(same) else float(other.iloc[0]) if len(other) else None
+            rows.append({"host": host_words(r), "guest": guest, "native": float(r["cycles_per_iteration"])})
+        return rows
+
+    def show(self) -> _Shown:
+        rows = self.recorded_rows()
+        if self._native is not None:
+            rows.insert(0, {"host": _this_host(), "guest": self._guest, "native": self._native})
+        f = pd.DataFrame(rows)
+        frame = pd.DataFrame({
+            "ホスト": f["host"],
+            "ゲストの中(サイクル/周)": ["-" if pd.isna(g) else f"{g:,.0f}" for g in f["guest"]],
+            "ホストでそのまま(サイクル/周)": f["native"].round(2),
+            "比(ゲスト ÷ ホスト)": ["-" if pd.isna(g) else f"{g / n:,.0f} 倍"
+                                   for g, n in zip(f["guest"], f["native"], strict=True)],
+        })
+        return _Shown(self._note(self.recorded()), frame)

@@ -1,0 +1,127 @@
+"""The VMExit chapter's sentences about recorded hosts, worded from the data (glued into the prose).
+
+Every comparison ("N 倍", "遅い", "同じ向き") is computed here from the
+newest recordings under ``data/measured`` (or ``LAB_MEASURED_DIR``), and each
+sentence names the host it speaks of, so that the text follows the data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from lab.bench.harness import load_measured
+from lab.book.backend import backend_ja, is_pvm
+from lab.book.compare import cost_ja, pct_ja, spaced
+from lab.datapackage import DataError
+
+USER_KINDS = ("pio_user", "mmio_user")
+KERNEL_KINDS = ("loop", "cpuid", "pio_ioeventfd")
+#: A guest loop this many times slower than the same loop run natively is not running on the CPU directly.
+EMULATED_RATIO = 20.0
+
+
+def _newest_host(frame: pd.DataFrame) -> pd.DataFrame:
+    last = frame.sort_values("recorded_at").iloc[-1]
+    return frame[(frame["host_id"] == last["host_id"]) & (frame["recorded_at"] == last["recorded_at"])]
+
+
+def host_sentence(row: Any) -> str:
+    when = pd.Timestamp(row["recorded_at"]).strftime("%Y-%m-%d")
+    return (f"記録済みのホスト {row['host_id']}({row['cpu_model']}、"
+            f"{backend_ja(row['kvm_modules'], bool(row['nested']))}、{when} 記録)")
+
+
+def _reference(root: str | None, host_id: str) -> pd.DataFrame | None:
+    try:
+        ref = load_measured("reference", root)
+    except DataError:
+        return None
+    ref = ref[ref["host_id"] == host_id]
+    return None if ref.empty else _newest_host(ref).set_index("kind")
+
+
+def floor_words(root: str | None = None) -> dict[str, str]:
+    """The empty loop in the guest against the same loop natively, and what that means for every other row."""
+    nat = _newest_host(load_measured("native", root)).iloc[0]
+    ref = _reference(root, nat["host_id"])
+    if ref is not None and "loop" in ref.index:
+        guest, src = float(ref.loc["loop", "python_cycles"]), "同じ記録の"
+    else:
+        ex = load_measured("exits", root)
+        ex = ex[(ex["host_id"] == nat["host_id"]) & (ex["kind"] == "loop") & (ex["status"] == "ok")]
+        guest, src = float(_newest_host(ex).iloc[0]["cycles_per_exit"]), "別の日の記録の"
+    native = float(nat["cycles_per_iteration"])
+    ratio = guest / native
+    head = (f"{host_sentence(nat)}では、{src}ゲストの空ループ 1 周が {guest:,.0f} サイクル、"
+            f"同じ命令をホストのプロセスでそのまま走らせると {native:.2f} サイクルで、{ratio:,.0f} 倍でした。")
+    if ratio >= EMULATED_RATIO:
+        why = ("PVM 向けに書かれていないこの本のゲストは、"
+               "命令を 1 つずつ KVM の命令エミュレータで処理されているためです。"
+               if is_pvm(nat["kvm_modules"]) else "ゲストの命令が CPU でそのまま実行されていないことを示しています。")
+        meaning = (f"このホストの表の値には、どの行にもこの床(1 周あたり約 {guest:,.0f} サイクル)が含まれます。"
+                   "VT-x や AMD-V の KVM なら床はホストとほぼ同じ数サイクルなので、"
+                   "表の値はほぼ exit そのものの値段になります。"
+                   "このホストの値を公表値と比べるときは、空ループを引いた「正味」の列を使います。")
+    else:
+        why = "ゲストの命令は CPU でほぼそのまま実行されています(VT-x や AMD-V の KVM で期待されるとおりです)。"
+        meaning = "このホストの表の値は、ほぼ exit そのものの値段です。"
+    return {"floor_sentence": head + why, "floor_meaning": meaning}
+
+
+def python_vs_c_words(root: str | None = None) -> dict[str, str]:
+    """How much the VMM's language adds, from the newest Python-vs-C recording."""
+    ref = load_measured("reference", root)
+    last = _newest_host(ref)
+    r = last.set_index("kind")
+    user = [k for k in USER_KINDS if k in r.index]
+    kernel = [k for k in KERNEL_KINDS if k in r.index]
+    k = user[0]
+    py, c = float(r.loc[k, "python_cycles"]), float(r.loc[k, "c_cycles"])
+    diffs = [100 * (float(r.loc[x, "python_cycles"]) - float(r.loc[x, "c_cycles"])) / float(r.loc[x, "c_cycles"])
+             for x in kernel]
+    extra = py - c
+    share = extra / py if py > 0 else 0.0
+    first = (f"{host_sentence(last.iloc[0])}で同じゲストのバイト列を走らせると、ユーザー空間まで戻る `out` では"
+             f"{pct_ja('Python の VMM', py, 'C の VMM', c)}"
+             f"(1 回あたり {py:,.0f} サイクル対 {c:,.0f} サイクル)。")
+    second = (f"カーネルの中で片づく種類(空ループ、cpuid、ioeventfd)では、VMM のコードが走らないので、"
+              f"差は {min(diffs):+.0f} % から {max(diffs):+.0f} % でした。" if diffs else "")
+    if extra > 0:
+        third = (f"言語の違いで増えるのは、ユーザー空間まで戻る exit 1 回あたり {extra:,.0f} サイクル、"
+                 f"その exit の値段の {100 * share:.0f} % です。")
+    else:
+        third = "このホストでは、Python の VMM で exit が高くなることはありませんでした。"
+    return {"py_vs_c": first + second, "py_vs_c_meaning": third}
+
+
+def exit_words(root: str | None = None) -> dict[str, str]:
+    """Userspace vs kernel vs ioeventfd on the newest exits recording (protected32)."""
+    ex = load_measured("exits", root)
+    ex = _newest_host(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
+    row = ex.iloc[0]
+    out: dict[str, str] = {"rec_host_sentence": host_sentence(row)}
+    pu, cp, efd = (float(ex.loc[k, "cycles_per_exit"]) for k in ("pio_user", "cpuid", "pio_ioeventfd"))
+    pu_net, cp_net = float(ex.loc["pio_user", "net_cycles_per_exit"]), float(ex.loc["cpuid", "net_cycles_per_exit"])
+    out["user_vs_kernel"] = cost_ja("ユーザー空間まで戻る `out` の正味", pu_net,
+                                    "カーネル内で片づく `cpuid` の正味", max(cp_net, 1.0)) + "。"
+    out["user_vs_efd"] = cost_ja("ユーザー空間まで戻る `out` の 1 周", pu,
+                                 "ioeventfd で終わる `out` の 1 周", efd) + "。"
+    out["efd_direction"] = (
+        "ユーザー空間への往復を省くことの効き目は、"
+        "入れ子の公表値(`inl_from_qemu` と `inl_from_kernel`)と同じ向きに現れています。"
+        if pu > efd else
+        "これは公表値(`inl_from_qemu` と `inl_from_kernel`)とは逆の向きです。"
+        "ユーザー空間への往復を省いても速くならなかったので、"
+        "この記録には別の要因(測定のばらつきやホストの負荷)が効いていると考えられます。")
+    out["user_vs_kernel_direction"] = (
+        "exit の値段は、どこまで戻るかで大きく変わります。" if pu_net > cp_net else
+        "このホストでは、カーネルの中で片づく exit のほうが高くつきました。公表値とは逆の向きです。")
+    return out
+
+
+def sentences(root: str | None = None) -> dict[str, str]:
+    """Every worded sentence of the chapter (glue names -> Japanese)."""
+    words = {**exit_words(root), **floor_words(root), **python_vs_c_words(root)}
+    return {k: spaced(v) for k, v in words.items()}

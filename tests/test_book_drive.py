@@ -1,0 +1,137 @@
+"""The reader-driven cells of the KVM, VMExit and virtio chapters, without KVM (recorded) and with it (live)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.book import backend, compare, vmm_words
+from lab.book.exits_view import Floor, Measurement, SideBySide
+from lab.book.virtio_view import Paths, ring_view
+from lab.book.walk import Walk, hypercall_words
+from lab.devices.memory import GuestMemory
+from lab.devices.models import VirtioDevice
+from lab.devices.virtqueue import DriverQueue, Layout
+from lab.paths import REPO_ROOT
+
+REVERSED = str(REPO_ROOT / "tests" / "data" / "reversed")
+CHAPTERS = ["chapters/kvm/kvm.md", "chapters/kvm/vmexit.md", "chapters/io/virtio.md"]
+
+
+@pytest.fixture()
+def recorded_only(monkeypatch):
+    monkeypatch.setenv("LAB_FORCE_RECORDED", "1")
+
+
+def test_back_ends_are_named_right():
+    assert backend.backend_ja("kvm kvm_pvm", True).startswith("KVM のバックエンド PVM")
+    assert "入れ子" not in backend.backend_ja("kvm kvm_pvm", True)
+    assert backend.backend_ja("kvm kvm_intel", True).startswith("入れ子の KVM")
+    assert "入れ子" not in backend.backend_ja("kvm kvm_amd", False)
+    assert backend.backend_short("kvm kvm_amd", True) == "入れ子の AMD-V"
+
+
+def test_comparisons_turn_with_the_numbers():
+    assert "倍かかりました" in compare.cost_ja("A", 3, "B", 1)
+    assert "より安く" in compare.cost_ja("A", 1, "B", 3)
+    assert "ほぼ同じ" in compare.cost_ja("A", 1.01, "B", 1)
+    assert "倍速く" in compare.rate_ja("A", 2, "B", 1) and "より遅く" in compare.rate_ja("A", 1, "B", 2)
+    assert compare.pct_ja("Python", 120, "C", 100).endswith("20 % 遅くなりました")
+    assert compare.spaced("PVのVMMは") == "PV の VMM は"
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("the guest triple-faulted at rip=0x1000: an exception ...", "rip=0x1000 でトリプルフォールト"),
+    ("KVM internal error at rip=0xd0000000, suberror 1: emulation failure", "サブエラー 1"),
+    ("the guest did not exit within 1 s (rip=0x1000, 0 exits handled on the way); ...", "1 秒以内に exit しなかった"),
+    ("vmcall at rip=0x1002 never completed: KVM_RUN did not return within 2 s and",
+     "rip=0x1002 の vmcall は完了しなかった"),
+    ("virtqueue error, device needs reset: descriptor chain from head 0 loops (0 -> 1 -> 0)", "ループしている"),
+])
+def test_vmm_messages_in_japanese(message, expected):
+    assert expected in vmm_words.message_ja(message)
+
+
+def test_an_unknown_message_is_kept_and_marked():
+    assert vmm_words.message_ja("something new") == "VMM のメッセージ(原文のまま): something new"
+
+
+def test_walk_shows_the_recorded_hosts_answers(recorded_only):
+    walk = Walk()
+    assert not walk.live
+    shown = walk.show("open")
+    assert "API バージョン 12" in repr(shown) and "lab-fallback" in shown._repr_html_()
+    runs = walk.show("run")
+    assert "IoOut: ポート 0x3f8" in repr(runs) and "Hlt" in repr(runs)
+    assert len(walk.show("run", n=1).frame) == 1
+    assert "トリプルフォールト" in repr(walk.show("triple_fault"))
+
+
+def test_walk_with_another_data_root_names_its_host(recorded_only):
+    walk = Walk(root=REVERSED)
+    assert "amd-0fedcba9" in repr(walk.show("open"))
+    assert "完了して戻ってきました" in hypercall_words(REVERSED)
+    assert "一度も完了せず" in hypercall_words()
+
+
+def test_exits_cells_show_every_recorded_host(recorded_only):
+    m = Measurement("cpuid")
+    assert not m.live and "記録" in repr(m.show())
+    side = SideBySide(root=REVERSED)
+    assert "-20 %" in repr(side.show())
+    floor = Floor()
+    assert not floor.native_ok and re.search(r"\d+ 倍", repr(floor.show()))
+
+
+def test_paths_falls_back_to_the_nearest_recorded_setting(recorded_only):
+    shown = Paths(batch=16, size=100).show()
+    assert "いちばん近いバッチ 8、64 バイト" in shown.note.body
+    assert set(shown.frame["バッチ"]) == {1, 8}
+
+
+def test_ring_view_reads_guest_memory_at_each_step():
+    mem = GuestMemory(bytearray(0x4000))
+    layout = Layout.contiguous(0x1000, 4)
+    driver, device = DriverQueue(mem, layout), VirtioDevice(mem, layout)
+    mem.write(0x3000, b"abcd")
+    driver.add([(0x3000, 4, False)])
+    assert ring_view(mem, layout).tables["rings"].loc[0, "avail.idx"] == 0
+    driver.publish()
+    assert ring_view(mem, layout).tables["rings"].loc[0, "avail.idx"] == 1
+    device.notify()
+    after = ring_view(mem, layout).tables
+    assert after["rings"].loc[0, "used.idx"] == 1 and after["descriptors"].loc[0, "addr"] == "0x3000"
+    device.close()
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_the_visible_cells_call_the_api(path):
+    jupytext = pytest.importorskip("jupytext")
+    nb = jupytext.read(REPO_ROOT / path)
+    visible = [c.source for c in nb.cells if c.cell_type == "code"
+               and "remove-cell" not in c.metadata.get("tags", []) and "remove-input" not in c.metadata.get("tags", [])]
+    code = "\n".join(visible)
+    needed = {"chapters/kvm/kvm.md": ["kvm.open()", "create_vm(", "add_memory(", "create_vcpu(", ".run(",
+                                      "guests.hello("],
+              "chapters/kvm/vmexit.md": ["measure_kind(", "reference.compare(", "native.loop_cycles(",
+                                         "iterations, repeat"],
+              "chapters/io/virtio.md": ["driver.add(", "driver.publish()", "device.notify()", "driver.used()",
+                                        "bench_io.run("]}[path]
+    assert all(n in code for n in needed), [n for n in needed if n not in code]
+    assert all(len(s.splitlines()) <= 16 for s in visible), [s for s in visible if len(s.splitlines()) > 16]
+
+
+@pytest.mark.kvm
+def test_walk_live_records_this_run():
+    from lab import guests, kvm
+
+    walk = Walk()
+    if not walk.live:
+        pytest.skip(walk.reason)
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(guests.hello("ok"))
+        vcpu = vm.create_vcpu(mode="real", entry=guests.CODE_ADDR)
+        walk.record_exit(vcpu.run(timeout_s=5))
+    shown = walk.show("run")
+    assert "b'o'" in repr(shown) and "lab-live" in shown._repr_html_()
