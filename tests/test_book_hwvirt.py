@@ -38,6 +38,14 @@ def test_a_failed_hypercall_is_said(tmp_path):
 
 def test_without_a_recording_the_page_says_so(tmp_path):
     assert "まだ記録された実行結果はありません" in book_hwvirt.summary_ja(tmp_path)
+    assert "まだ記録された実行結果がありません" in book_hwvirt.hypercall_note_ja(tmp_path)
+
+
+def test_the_vmexit_chapters_hypercall_sentence_follows_the_run(tmp_path):
+    assert "カーネルの中で完了しました" in book_hwvirt.hypercall_note_ja()   # the committed run
+    _record(tmp_path, {"tests/test_bench_exits.py::test_quick_run_measures_every_kind": "failed"})
+    note = book_hwvirt.hypercall_note_ja(tmp_path)
+    assert "完了しませんでした" in note and "kvm_amd" in note
 
 
 def test_the_backend_table_has_a_column_per_backend():
