@@ -73,13 +73,13 @@ def hypercall_note_ja(root: str | Path | None = None) -> str:
     run = latest(root)
     if run.empty:
         return ("ハードウェアの仮想化支援を使う KVM(`kvm_intel` / `kvm_amd`)でハイパーコールが完了するかは、"
-                "まだ記録された実行結果がありません({doc}`../appendix/status`)。")
+                "まだ記録された実行結果がありません。")
     ok = set(run.loc[run["outcome"] == "passed", "test"])
     when = pd.Timestamp(run["recorded_at"].iloc[0]).strftime("%Y-%m-%d")
     done = "完了しました" if HYPERCALL_TESTS <= ok else "完了しませんでした"
     return (f"一方、QEMU がソフトウェアで再現した AMD-V の上の `kvm_amd` では、同じハイパーコールのテストが"
             f"カーネルの中で{done}(CI の記録、{when}、ホスト `{run['host_id'].iloc[0]}`。"
-            "エミュレーションが時間をゆがめるので、そこでの値段は示しません。詳しくは {doc}`../appendix/status`)。")
+            "エミュレーションが時間をゆがめるので、そこでの値段は示しません)。")
 
 
 def files_frame(root: str | Path | None = None) -> pd.DataFrame:

@@ -375,7 +375,7 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
                                           "not recorded": "記録なし"}.get(status, status))
     facts["rec_hypercall_reason"] = Text(message_ja(str(hc["reason"] or "")) if hc is not None else "")
     facts["rec_hypercall_meaning"] = Text(
-        "このホストの KVM ではハイパーコールの命令が完了せず、見張り役が `KVM_RUN` を止めています。"
+        "このホストの KVM ではハイパーコールの命令が完了せず、見張り役が KVM_RUN を止めています。"
         "表に値の代わりに理由が書かれているのはそのためです。" if status == "unavailable" else
         "このホストではハイパーコールも完了し、値が記録されています。")
     if "rec_pio_user" in facts and "rec_cpuid" in facts:
