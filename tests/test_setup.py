@@ -66,8 +66,15 @@ def _as_reader(folder: Path, purpose: str) -> subprocess.CompletedProcess[str]:
     runuser = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin")
     if os.geteuid() != 0 or runuser is None:
         pytest.fail("needs root and runuser to act as a reader without root")
+    # The checkout may sit in a folder only root can enter (a fresh clone in a mktemp folder):
+    # the reader runs a copy of the two scripts from the shared folder.
+    tools = folder / "tools"
+    tools.mkdir()
+    for script in ("setup.sh", "programs.sh"):
+        shutil.copy2(TOOLS / script, tools / script)
+    tools.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "LAB_PROGRAMS_LIST": _list(folder, purpose), "HOME": str(folder)}
-    return subprocess.run([runuser, "-u", "nobody", "--", str(TOOLS / "setup.sh"), "system"],
+    return subprocess.run([runuser, "-u", "nobody", "--", str(tools / "setup.sh"), "system"],
                           env=env, capture_output=True, text=True, timeout=120)
 
 
