@@ -86,3 +86,14 @@ def test_virt_tables_in_japanese():
         assert list(fam.columns) == ["エミュレーション", "virtio"] and "NIC" in fam.index
     finally:
         conn.close()
+
+
+def test_validation_in_japanese(tmp_path, monkeypatch):
+    from lab.virt import validate_xml
+
+    good = "<domain type='test'><name>x</name><memory>1024</memory><os><type>hvm</type></os></domain>"
+    assert words.validation(validate_xml(good)).startswith("合格")
+    assert words.validation(validate_xml("<domain/>")).startswith("不合格")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no virt-xml-validate, no xmllint
+    missing = words.validation(validate_xml(good))
+    assert missing.startswith("検査できなかった") and "libvirt-clients" in missing

@@ -92,4 +92,21 @@ def probe_row_meaning(meaning: str) -> str:
     m = re.fullmatch(r"module (\S+) has no 'nested' parameter", meaning)
     if m:
         return f"モジュール {m.group(1)} には nested パラメータがない(入れ子仮想化の設定を持たない)"
-    return kvm_reason(meaning)
+    return _match(ATTEMPTS, meaning) or kvm_reason(meaning)  # a libvirt URI's reason, else /dev/kvm's
+
+
+def validation(check: Any) -> str:
+    """:func:`lab.virt.validate_xml`'s answer in Japanese: the verdict, and for "not run" the reason."""
+    if check.verdict == "valid":
+        return "合格: スキーマどおり"
+    if check.verdict == "invalid":
+        return "不合格: スキーマに合わない(virt-xml-validate の出力は下のとおり)"
+    m = re.search(r"needs (\S+), which is not installed \(Debian: apt-get install (\S+)\)", check.output)
+    if m:
+        why = f"{m.group(1)} がインストールされていないため(Debian では apt-get install {m.group(2)})"
+    elif "virt-xml-validate is not installed" in check.output:
+        why = "virt-xml-validate がインストールされていないため(Debian では apt-get install libvirt-clients)"
+    else:
+        why = f"検査のプログラムが動かなかったため(原文: {check.output})"
+    return f"検査できなかった(合否は分からない): {why}"
+
