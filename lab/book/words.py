@@ -9,6 +9,7 @@ that says it is the library's own message, so that nothing is hidden.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # (pattern, Japanese template): the first match wins; groups fill the template.
 KVM_REASONS: list[tuple[str, str]] = [
