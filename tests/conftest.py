@@ -65,6 +65,34 @@ def live_reason(name: str) -> str | None:
     raise ValueError(f"unknown live suite {name!r}")
 
 
+def execute_chapter(path: str | os.PathLike[str], timeout: int = 180, check: bool = True):
+    """Execute a chapter (a MyST text notebook under the repository) in a fresh kernel, as the book build does.
+
+    Returns the executed notebook. With ``check`` (the default) an error or
+    anything written to stderr fails the test, as it fails the book build.
+    """
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    from lab.paths import REPO_ROOT
+
+    source = REPO_ROOT / path
+    nb = jupytext.read(source)
+    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(source.parent)}}).execute()
+    if check:
+        bad = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.get("name") == "stderr" or o.get("output_type") == "error"]
+        assert not bad, bad
+    return nb
+
+
+def chapter_outputs(nb, *mimes: str) -> str:
+    """The code cells' outputs, one line each: the first of ``mimes`` an output has."""
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    return "\n".join(str(next((o.get("data", {})[m] for m in mimes if m in o.get("data", {})), ""))
+                     for o in outputs)
+
+
 def say(request, line: str) -> None:
     """Print a line to the terminal even while pytest captures output."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")

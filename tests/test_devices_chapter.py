@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import chapter_outputs, execute_chapter
 
 from lab.paths import REPO_ROOT
 
@@ -12,16 +13,7 @@ pytestmark = pytest.mark.full
 
 
 def _execute() -> str:
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    nb = jupytext.read(CHAPTER)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(CHAPTER.parent)}})
-    client.execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    bad = [o for o in outputs if o.get("name") == "stderr" or o.get("output_type") == "error"]
-    assert not bad, bad
-    return "\n".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
+    return chapter_outputs(execute_chapter(CHAPTER.relative_to(REPO_ROOT), timeout=120), "text/html")
 
 
 def test_chapter_runs_from_recorded_data(monkeypatch):

@@ -13,8 +13,7 @@ import glob
 import subprocess
 
 import pytest
-
-from lab.paths import REPO_ROOT
+from conftest import chapter_outputs, execute_chapter
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.full]
 
@@ -30,17 +29,7 @@ def leftovers() -> list[str]:
 
 
 def execute(path: str) -> str:
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    nb = jupytext.read(REPO_ROOT / path)
-    client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
-                                     resources={"metadata": {"path": str((REPO_ROOT / path).parent)}})
-    client.execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    bad = [o for o in outputs if o.get("name") == "stderr" or o.get("output_type") == "error"]
-    assert not bad, bad
-    return "\n".join(str(o.get("data", {}).get("text/html", o.get("data", {}).get("text/plain", "")))
-                     for o in outputs)
+    return chapter_outputs(execute_chapter(path), "text/html", "text/plain")
 
 
 @pytest.mark.parametrize("path", PAGES)

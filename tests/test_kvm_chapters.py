@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from lab.paths import REPO_ROOT
+from conftest import chapter_outputs, execute_chapter
 
 CHAPTERS = ["chapters/kvm/kvm.md", "chapters/kvm/vmexit.md"]
 
@@ -12,16 +11,7 @@ pytestmark = pytest.mark.full
 
 
 def _execute(path):
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    nb = jupytext.read(REPO_ROOT / path)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str((REPO_ROOT / path).parent)}})
-    client.execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    stderr = [o for o in outputs if o.get("name") == "stderr" or o.get("output_type") == "error"]
-    assert not stderr, stderr
-    return "\n".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return chapter_outputs(execute_chapter(path, timeout=120), "text/plain")
 
 
 @pytest.mark.parametrize("path", CHAPTERS)

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import execute_chapter
 
 from lab.virt import errors
 from lab.virt.spec import (
@@ -236,10 +237,6 @@ def test_validator_that_cannot_start_xmllint_did_not_run(validator, tmp_path):
 def test_lifecycle_chapter_without_xmllint_says_not_checked(validator, tmp_path, monkeypatch):
     # Execute the lifecycle chapter with every program on PATH except xmllint:
     # its validation cell must say "not checked", never "invalid".
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    from lab.paths import REPO_ROOT
-
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for folder in os.environ["PATH"].split(os.pathsep):
@@ -249,9 +246,7 @@ def test_lifecycle_chapter_without_xmllint_says_not_checked(validator, tmp_path,
                 link.symlink_to(program)
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.delenv("LAB_LIBVIRT_URI", raising=False)
-    nb = jupytext.read(REPO_ROOT / "chapters" / "hands_on" / "libvirt_lifecycle.md")
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO_ROOT / "chapters" / "hands_on")}}).execute()
+    nb = execute_chapter("chapters/hands_on/libvirt_lifecycle.md", timeout=120)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "validate_xml" in c.source)
     text = "".join(o.get("text", "") for o in cell.outputs)
     assert "検査できなかった" in text and "xmllint" in text

@@ -10,6 +10,7 @@ opposite of those built from the committed recording, and name the other host.
 from __future__ import annotations
 
 import pytest
+from conftest import execute_chapter
 
 from lab.book import io as report
 from lab.book import vmexit_words
@@ -47,24 +48,17 @@ def test_io_sentences_turn_around():
 
 
 def _glued(path: str, monkeypatch, root: str) -> dict[str, str]:
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("LAB_FORCE_RECORDED", "1")
     monkeypatch.setenv("LAB_MEASURED_DIR", root)
-    nb = jupytext.read(REPO_ROOT / path)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str((REPO_ROOT / path).parent)}}).execute()
-    glued, errors = {}, []
+    nb = execute_chapter(path, timeout=300)
+    glued = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" or out.get("name") == "stderr":
-                errors.append(out)
             key = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if key:
                 data = out.get("data", {})
                 glued[key] = str(data.get("application/papermill.record/text/markdown")
                                  or data.get("application/papermill.record/text/plain", ""))
-    assert not errors, errors
     return glued
 
 
