@@ -307,7 +307,11 @@ class Probe:
 
     @property
     def nested(self) -> bool:
-        """True when this kernel runs inside a VM, so KVM here is nested."""
+        """True when this kernel runs inside a VM (the hypervisor bit).
+
+        KVM here is nested only when its back end uses the hardware (kvm_intel,
+        kvm_amd); a PVM back end (kvm_pvm) inside a VM is not nested virtualization.
+        """
         return self.cpu.hypervisor
 
     def as_dict(self) -> dict[str, Any]:
