@@ -31,7 +31,8 @@ def probe_rows(p: host.Probe) -> list[tuple[str, str, str]]:
     rows = [
         ("cpu", f"{c.model or '?'} ({c.vendor or '?'})", c.reason or ""),
         ("vmx/svm flags", ", ".join(c.virt_flags) or "none", "shown, not trusted: KVM may work without them"),
-        ("hypervisor bit", "yes" if c.hypervisor else "no", "yes: this kernel runs in a VM (KVM is nested only on kvm_intel/kvm_amd)"),
+        ("hypervisor bit", "yes" if c.hypervisor else "no",
+         "yes: this kernel runs in a VM (KVM is nested only on kvm_intel/kvm_amd)"),
         ("kvm", "usable" if k.usable else "not usable", k.reason or f"opened {k.device}, API {k.api_version}, "
                                                                    f"created and closed an empty VM"),
     ]
