@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lab.bench import Bench, register
+from lab.bench.harness import RECORDING_KEY, load_measured
 
 KIT_PROFILE = "disk-trap"
 URI = "qemu:///system"
@@ -114,8 +115,6 @@ def measure(args: argparse.Namespace, progress: Any = None) -> list[dict[str, An
 
 def load_recorded(root: Any = None) -> Any:
     """Every recorded qemu-io measurement (all hosts), validated and joined with its provenance."""
-    from lab.bench.harness import load_measured
-
     return load_measured("qemu-io", root)
 
 
@@ -145,10 +144,7 @@ def show(rows: Sequence[dict[str, Any]]) -> None:
 
 
 FIELDS: list[dict[str, Any]] = [
-    {"name": "host_id", "type": "string", "constraints": {"required": True},
-     "description": "host of the recording (see provenance.csv)"},
-    {"name": "recorded_at", "type": "datetime", "constraints": {"required": True},
-     "description": "recording time (UTC); with host_id, the key into provenance.csv"},
+    *RECORDING_KEY,
     {"name": "config", "type": "string", "constraints": {"required": True,
      "enum": ["ide", "ahci", "virtio", "virtio-noioeventfd"]},
      "description": "disk configuration: libvirt bus ide, sata (AHCI), virtio, virtio with ioeventfd='off'"},
