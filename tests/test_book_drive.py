@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 from lab.book import backend, compare, vmm_words
+from lab.book import kvm as book_kvm
 from lab.book.exits_view import Floor, Measurement, SideBySide
 from lab.book.virtio_view import Paths, ring_view
 from lab.book.walk import Walk, hypercall_words
 from lab.devices.memory import GuestMemory
 from lab.devices.models import VirtioDevice
 from lab.devices.virtqueue import DriverQueue, Layout
-from lab.paths import REPO_ROOT
+from lab.paths import MEASURED_DIR, REPO_ROOT
 
 REVERSED = str(REPO_ROOT / "tests" / "data" / "reversed")
 CHAPTERS = ["chapters/kvm/kvm.md", "chapters/kvm/vmexit.md", "chapters/io/virtio.md"]
@@ -82,6 +85,17 @@ def test_exits_cells_show_every_recorded_host(recorded_only):
     assert "-20 %" in repr(side.show())
     floor = Floor()
     assert not floor.native_ok and re.search(r"\d+ 倍", repr(floor.show()))
+
+
+def test_all_kinds_table_shows_every_recorded_host(tmp_path):
+    for src in (MEASURED_DIR / "intel-8712aea8", Path(REVERSED) / "amd-0fedcba9"):
+        shutil.copytree(src, tmp_path / src.name)
+    shown = book_kvm.exits(live=False, root=str(tmp_path))
+    hosts = {h.split("(")[0] for h in shown.frame["ホスト"]}
+    assert hosts == {"intel-8712aea8", "amd-0fedcba9"}
+    assert "intel-8712aea8" in shown.note.body and "amd-0fedcba9" in shown.note.body
+    amd = shown.frame.loc[shown.frame["ホスト"].str.startswith("amd"), "ホスト"]
+    assert set(amd) == {"amd-0fedcba9(入れ子の AMD-V)"}
 
 
 def test_paths_falls_back_to_the_nearest_recorded_setting(recorded_only):

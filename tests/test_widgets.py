@@ -7,7 +7,7 @@ import re
 import pytest
 
 from lab.book import plots
-from lab.book.widgets import MODE_IDS, Switchable
+from lab.book.widgets import MODE_IDS, Switchable, SwitchGrid
 
 
 def three_figures():
@@ -61,3 +61,32 @@ def test_bad_arguments():
         Switchable({"PV": b"x"}, alt={"HVM": "?"})
     with pytest.raises(ValueError, match="selected"):
         Switchable({"PV": b"x"}, selected="virtio")
+
+
+def _grid(selected=(None, "virtio")):
+    views = {(outer, label): fig for outer in ("この機械", "公表値") for label, fig in three_figures().items()}
+    return SwitchGrid(views, groups=("costs", "mode"), ids={"この機械": "costs-here", "公表値": "costs-pub"},
+                      caption="二段", selected=selected)
+
+
+def test_grid_nests_one_synced_mode_switch_in_each_outer_tab():
+    html = _grid().to_html()
+    assert re.findall(r'data-sync-group="costs" data-sync-id="([^"]+)"', html) == ["costs-here", "costs-pub"]
+    assert re.findall(r'data-sync-group="mode" data-sync-id="([^"]+)"', html) == ["pv", "hvm", "virtio"] * 2
+    # one outer choice and one inner choice per outer tab are checked: the first source, virtio in both
+    assert html.count('checked="checked"') == 3
+    assert html.count("data:image/png;base64,") == 6
+
+
+def test_grid_widget_switches_on_both_rows():
+    g = _grid()
+    box = g.widget()
+    outer, inner, image = box.children[1], box.children[2], box.children[3]
+    pngs = {(o, v.label): v.png for o, sw in g.inner.items() for v in sw.views}
+    assert image.value == pngs[("この機械", "virtio")]
+    inner.value = "PV"
+    assert image.value == pngs[("この機械", "PV")]
+    outer.value = "公表値"
+    assert image.value == pngs[("公表値", "PV")]
+    with pytest.raises(ValueError, match="selected"):
+        _grid(selected=("どこか", None))

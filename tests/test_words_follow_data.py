@@ -28,12 +28,15 @@ def _both(fn):
 def test_vmexit_sentences_turn_around():
     committed, reversed_ = _both(vmexit_words.sentences)
     assert committed.keys() == reversed_.keys()
-    for key in ("user_vs_efd", "efd_direction", "floor_sentence", "floor_meaning", "py_vs_c", "py_vs_c_meaning"):
+    for key in ("user_vs_efd", "efd_direction", "floor_sentence", "floor_meaning", "py_vs_c", "py_vs_c_meaning",
+                "sum_costs", "sum_backend"):
         assert committed[key] != reversed_[key], key
     assert "倍かかりました" in committed["user_vs_efd"] and "より安く" in reversed_["user_vs_efd"]
     assert "遅く" in committed["py_vs_c"] and "速く" in reversed_["py_vs_c"]
     assert "PVM" in committed["floor_sentence"] and "命令エミュレータ" in committed["floor_sentence"]
     assert "ほぼそのまま" in reversed_["floor_sentence"] and "入れ子の KVM(kvm_amd" in reversed_["floor_sentence"]
+    assert "倍かかりました" in committed["sum_costs"] and "より安く" in reversed_["sum_costs"]
+    assert "PVM" in committed["sum_backend"] and "ほぼ exit そのもの" in reversed_["sum_backend"]
     assert "amd-0fedcba9" in reversed_["rec_host_sentence"] and "入れ子" not in committed["rec_host_sentence"]
 
 
@@ -70,6 +73,8 @@ def test_chapters_built_with_reversed_data_say_the_opposite(path, monkeypatch):
     assert committed.keys() == reversed_.keys()
     changed = [k for k in committed if committed[k] != reversed_[k]]
     expected = {"chapters/kvm/kvm.md": ["hypercall_words"],
-                "chapters/kvm/vmexit.md": ["user_vs_efd", "efd_direction", "py_vs_c", "floor_sentence"],
-                "chapters/io/virtio.md": ["io_efd_sentence", "io_efd_meaning", "io_pv_vs_hvm", "io_source"]}[path]
+                "chapters/kvm/vmexit.md": ["user_vs_efd", "efd_direction", "py_vs_c", "floor_sentence", "sum_costs",
+                                           "sum_backend"],
+                "chapters/io/virtio.md": ["io_efd_sentence", "io_efd_meaning", "io_pv_vs_hvm", "io_source",
+                                          "model_how", "model_disagree", "model_published"]}[path]
     assert set(expected) <= set(changed), (set(expected) - set(changed))

@@ -335,6 +335,8 @@ MEASURED_DIR_ENV = "LAB_MEASURED_DIR"
 def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame:
     """Resource ``resource`` of every host under ``data/measured``, validated, joined with provenance.
 
+    A column that both the resource and the provenance have (``tsc_khz``, ``kernel``) keeps the
+    resource's value under its own name; the provenance's is ``<name>_provenance``.
     Without ``root``, the folder named by the environment variable ``LAB_MEASURED_DIR`` (when set) is read
     instead of ``data/measured``: one switch that points every chapter at another set of recordings.
     """
@@ -347,7 +349,8 @@ def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame
         check_links(pkg)
         data = datapackage.load_resource(pkg, resource)
         prov = datapackage.load_resource(pkg, "provenance")
-        frames.append(data.merge(prov, on=["host_id", "recorded_at"], how="left", validate="many_to_one"))
+        frames.append(data.merge(prov, on=["host_id", "recorded_at"], how="left", validate="many_to_one",
+                                 suffixes=("", "_provenance")))
     if not frames:
         raise datapackage.DataError(
             f"no recording of {resource!r} under {root}: run 'python -m lab record' on a KVM host")

@@ -16,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
-from pandas.io.formats.style import Styler
 
 from lab import datapackage, host, paths
 from lab.bench import exits as bench_exits
 from lab.bench import tour as bench_tour
 from lab.bench.harness import load_measured
-from lab.book import fallback, plots
+from lab.book import fallback, plots, published_exits
+from lab.book.backend import backend_short
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
 from lab.book.vmm_words import message_ja
 from lab.kvm import ioctl_numbers
@@ -36,7 +36,6 @@ KIND_LABELS = {
     "pio_ioeventfd": "ポート出力 → ioeventfd(カーネル内で完結)",
 }
 STATUS_JA = {"ok": "測定済み", "unavailable": "測定不能", "error": "エラー"}
-LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
 
 
 class Text(str):
@@ -237,76 +236,32 @@ def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", ro
                 "`python -m lab bench exits` で既定の回数で測り直せます。")
         return Shown(_exits_display(raw), True, prov["host_id"],
                      fallback.live_note(host_id=prov["host_id"], text=text), {"raw": raw})
-    rec = _latest(load_measured("exits", root), mode=mode)
-    row = rec.iloc[0]
-    note = fallback.recorded_from(row, why) if live else fallback.Note(
-        "記録済みのデータを表示しています",
-        f"ホスト {row['host_id']}({fallback.host_detail(row)})で {_when(row)} に記録した値です。"
-        "この表はこの機械では測っていません。")
-    return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], note, {"raw": rec.reset_index(drop=True)})
+    if live:
+        rec = _latest(load_measured("exits", root), mode=mode)
+        return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why),
+                     {"raw": rec.reset_index(drop=True)})
+    return _all_hosts_exits(root, mode)
+
+
+def _all_hosts_exits(root: str | None, mode: str) -> Shown:
+    """The newest exits recording of every recorded host, one block of rows per host."""
+    rec = load_measured("exits", root)
+    rec = rec[rec["mode"] == mode]
+    rec = rec[rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max")]
+    rec = rec.sort_values(["host_id", "recorded_at"], kind="stable").reset_index(drop=True)
+    frame = _exits_display(rec)
+    frame.insert(0, "ホスト", [f"{r['host_id']}({backend_short(r['kvm_modules'], bool(r['nested']))})"
+                             for _, r in rec.iterrows()])
+    hosts = rec.groupby("host_id", sort=True).tail(1)
+    note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
+                         "; ".join(f"ホスト {r['host_id']}({fallback.host_detail(r)})、{_when(r)} 記録"
+                                   for _, r in hosts.iterrows()) + "。この表はこの機械では測っていません。")
+    return Shown(frame, False, ", ".join(hosts["host_id"]), note, {"raw": rec})
 
 
 def recorded_exits(root: str | None = None) -> pd.DataFrame:
     """All recorded exits rows, every host and mode, with provenance."""
     return load_measured("exits", root)
-
-
-def published_vmexit() -> pd.DataFrame:
-    return datapackage.load_resource(paths.PUBLISHED_DIR / "vmexit", "vmexit")
-
-
-_LEVELS = {"bare_metal": "ベアメタル", "nested_l2": "入れ子(L2)"}
-_VARIANTS = {"before_patch": "変更前", "after_patch": "変更後", "range": "範囲", "approx": "およそ"}
-
-
-def published_table() -> Styler:
-    """The published vmexit figures for reading: one row per figure, Japanese headings, no index."""
-    pub = published_vmexit()
-    cycles = [f"{int(lo):,}" if pd.isna(hi) else f"{int(lo):,}–{int(hi):,}"
-              for lo, hi in zip(pub["cycles"], pub["cycles_high"], strict=True)]
-    table = pd.DataFrame({
-        "環境": pub["level"].map(_LEVELS).fillna(pub["level"]),
-        "テスト": pub["test"],
-        "CPU": pub["cpu"].replace({"not named": "記載なし"}),
-        "サイクル": cycles,
-        "区別": pub["variant"].map(_VARIANTS).fillna(pub["variant"]),
-        "出典": pub["source"],
-    })
-    return table.style.hide(axis="index")
-
-
-def published_summary() -> pd.DataFrame:
-    """Bare metal vs nested for cpuid and vmcall, from the published figures (after-patch / ranges)."""
-    pub = published_vmexit()
-    rows = []
-    for test in ("cpuid", "vmcall"):
-        bare = pub[(pub["level"] == "bare_metal") & (pub["test"] == test) & (pub["variant"] != "before_patch")]
-        nested = pub[(pub["level"] == "nested_l2") & (pub["test"] == test) & (pub["variant"] == "after_patch")]
-        bare_vals = list(bare["cycles"]) + [v for v in bare["cycles_high"] if pd.notna(v)]
-        b = sum(bare_vals) / len(bare_vals)
-        nv = float(nested["cycles"].iloc[0])
-        rows.append({"test": test, "bare_metal": b, "bare_min": min(bare_vals), "bare_max": max(bare_vals),
-                     "nested": nv, "ratio": nv / b,
-                     "sources": ", ".join(sorted(set(bare["source"]) | set(nested["source"])))})
-    return pd.DataFrame(rows)
-
-
-def plot_published() -> Figure:
-    """Bars: published bare-metal vs nested cycles per exit."""
-    s = published_summary()
-    fig, ax = plots.figure()
-    x = range(len(s))
-    ax.bar([i - 0.2 for i in x], s["bare_metal"], width=0.4, label=LEVEL_LABELS["bare_metal"], color="#4d4d4d")
-    ax.bar([i + 0.2 for i in x], s["nested"], width=0.4, label=LEVEL_LABELS["nested_l2"], color="#d95f02")
-    for i, r in s.iterrows():
-        ax.text(i + 0.2, r["nested"], f"×{r['ratio']:.1f}", ha="center", va="bottom")
-    ax.set_xticks(list(x), list(s["test"]))
-    ax.set_ylabel("1 回の exit のサイクル数")
-    ax.set_title("kvm-unit-tests vmexit の公表値:ベアメタルと入れ子")
-    ax.set_ylim(0, s["nested"].max() * 1.25)
-    ax.legend(loc="upper center", ncols=2)
-    fig.tight_layout()
-    return fig
 
 
 def plot_recorded(root: str | None = None) -> Figure:
@@ -338,8 +293,8 @@ def plot_recorded(root: str | None = None) -> Figure:
 def vmexit_facts(root: str | None = None) -> dict[str, Any]:
     """Every number the VMExit chapter's prose quotes, computed from data/ (glued into the text)."""
     facts: dict[str, Any] = {}
-    s = published_summary().set_index("test")
-    pub = published_vmexit()
+    s = published_exits.summary().set_index("test")
+    pub = published_exits.load()
     nested = pub[pub["level"] == "nested_l2"].set_index(["test", "variant"])["cycles"]
     facts.update({
         "pub_cpuid_bare_min": int(s.loc["cpuid", "bare_min"]), "pub_cpuid_bare_max": int(s.loc["cpuid", "bare_max"]),

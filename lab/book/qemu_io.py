@@ -24,7 +24,7 @@ from matplotlib.patches import Patch
 
 from lab.bench import harness
 from lab.bench import qemu_io as bench
-from lab.book import fallback, plots
+from lab.book import fallback, plots, words
 from lab.book.widgets import Switchable
 
 #: Set to 1 to let a chapter cell boot the guests (about 40 s) when everything is there.
@@ -103,8 +103,8 @@ class QemuIoData:
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """``kernel`` is both a count (qemu-io) and the host's kernel (provenance): the merge suffixes them."""
-    return frame.rename(columns={"kernel_x": "kernel", "kernel_y": "host_kernel"})
+    """``kernel`` is both a count (qemu-io) and the host's kernel (provenance, ``kernel_provenance``)."""
+    return frame.rename(columns={"kernel_provenance": "host_kernel"})
 
 
 def _newest(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
@@ -148,7 +148,7 @@ def live_reason() -> str | None:
     try:
         virt.connect(bench.URI).close()
     except virt.VirtError as exc:
-        return f"libvirtd({bench.URI})につながらない: {exc}"
+        return f"libvirtd({bench.URI})につながらない: {words.attempt(str(exc))}"
     if os.environ.get(LIVE_ENV) != "1":
         return (f"その場で数えるにはディスクの種類ごとにゲストを起動するので数十秒かかる。本のビルドでは既定で行わない"
                 f"(環境変数 {LIVE_ENV}=1 を設定するか、{LIVE_COMMAND} を実行する)")

@@ -60,6 +60,26 @@ def _slug(text: str) -> str:
     return keep or hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
+def _tab_set(group: str, uid: str, items: list[tuple[str, str, str]], selected: str, caption: str = "") -> str:
+    """One sphinx-design tab set of (label, sync id, content HTML); tabs of one ``group`` switch together."""
+    parts = [f'<div class="lab-switchable" data-lab-group="{html.escape(group)}">']
+    if caption:
+        parts.append(f'<p class="lab-switchable-caption">{html.escape(caption)}</p>')
+    parts.append('<div class="sd-tab-set docutils">')
+    for i, (label, sync_id, content) in enumerate(items):
+        input_id = f"lab-tab-{uid}-{i}"
+        checked = ' checked="checked"' if label == selected else ""
+        parts.append(f'<input{checked} id="{input_id}" name="lab-tab-set-{uid}" type="radio">')
+        parts.append(
+            f'<label class="sd-tab-label" data-sync-group="{html.escape(group)}" '
+            f'data-sync-id="{html.escape(sync_id)}" for="{input_id}" '
+            f'aria-controls="{input_id}-content">{html.escape(label)}</label>'
+        )
+        parts.append(f'<div class="sd-tab-content docutils" id="{input_id}-content">{content}</div>')
+    parts.append("</div></div>")
+    return "\n".join(parts)
+
+
 class Switchable:
     """A set of figures the reader switches between; see the module docstring.
 
@@ -116,30 +136,14 @@ class Switchable:
 
     def to_html(self) -> str:
         """sphinx-design's tab-set markup (same classes and data attributes)."""
-        uid = self._uid()
-        parts = [f'<div class="lab-switchable" data-lab-group="{html.escape(self.group)}">']
-        if self.caption:
-            parts.append(f'<p class="lab-switchable-caption">{html.escape(self.caption)}</p>')
-        parts.append('<div class="sd-tab-set docutils">')
-        for i, v in enumerate(self.views):
-            input_id = f"lab-tab-{uid}-{i}"
-            checked = ' checked="checked"' if v.label == self.selected else ""
+        items = []
+        for v in self.views:
             data = base64.b64encode(v.png).decode("ascii")
-            parts.append(f'<input{checked} id="{input_id}" name="lab-tab-set-{uid}" type="radio">')
-            parts.append(
-                f'<label class="sd-tab-label" data-sync-group="{html.escape(self.group)}" '
-                f'data-sync-id="{html.escape(v.sync_id)}" for="{input_id}" '
-                f'aria-controls="{input_id}-content">{html.escape(v.label)}</label>'
-            )
-            parts.append(
-                f'<div class="sd-tab-content docutils" id="{input_id}-content">'
-                f'<img class="lab-switchable-figure" src="data:image/png;base64,{data}" '
-                f'alt="{html.escape(v.alt)}" style="max-width:100%">'
-                + (f'<div class="lab-switchable-note">{v.note_html}</div>' if v.note_html else "")
-                + "</div>"
-            )
-        parts.append("</div></div>")
-        return "\n".join(parts)
+            items.append((v.label, v.sync_id,
+                          f'<img class="lab-switchable-figure" src="data:image/png;base64,{data}" '
+                          f'alt="{html.escape(v.alt)}" style="max-width:100%">'
+                          + (f'<div class="lab-switchable-note">{v.note_html}</div>' if v.note_html else "")))
+        return _tab_set(self.group, self._uid(), items, self.selected, self.caption)
 
     # ------------------------------------------------------------------ live widget
 
@@ -168,6 +172,73 @@ class Switchable:
             "text/plain": f"<Switchable {self.group}: {', '.join(v.label for v in self.views)}>",
             "text/html": self.to_html(),
         }
+        try:
+            widget_bundle = self.widget()._repr_mimebundle_()
+        except ImportError:
+            widget_bundle = None
+        if widget_bundle:
+            bundle.update({k: v for k, v in widget_bundle.items() if k != "text/plain"})
+        return bundle
+
+
+class SwitchGrid:
+    """Two switches over one set of figures: an outer choice, and inside each, an inner one.
+
+    ``views`` maps (outer label, inner label) to a figure. The static book nests
+    one tab set per outer label inside the outer tab set; the inner tab sets
+    share ``groups[1]`` with every other switch of that group on the page (the
+    page's PV / HVM / virtio choice). A live kernel shows two rows of buttons.
+    """
+
+    def __init__(
+        self,
+        views: Mapping[tuple[str, str], Figure | bytes],
+        *,
+        groups: tuple[str, str],
+        ids: Mapping[str, str] | None = None,
+        caption: str = "",
+        selected: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        if not views:
+            raise ValueError("SwitchGrid needs at least one view")
+        outer = list(dict.fromkeys(o for o, _ in views))
+        self.groups, self.caption, self.ids = groups, caption, {**MODE_IDS, **(ids or {})}
+        self.inner = {o: Switchable({i: f for (oo, i), f in views.items() if oo == o}, group=groups[1],
+                                    ids=self.ids, selected=selected[1]) for o in outer}
+        if selected[0] is not None and selected[0] not in outer:
+            raise ValueError(f"selected={selected[0]!r} is not one of {outer}")
+        self.selected = selected[0] or outer[0]
+
+    def to_html(self) -> str:
+        h = hashlib.sha1(self.groups[0].encode())
+        for o, sw in self.inner.items():
+            h.update(o.encode() + sw._uid().encode())
+        items = [(o, self.ids.get(o, _slug(o)), sw.to_html()) for o, sw in self.inner.items()]
+        return _tab_set(self.groups[0], h.hexdigest()[:10], items, self.selected, self.caption)
+
+    def widget(self):
+        """Two rows of ToggleButtons above an image; needs a kernel with ipywidgets."""
+        import ipywidgets as w
+
+        pngs = {(o, v.label): v.png for o, sw in self.inner.items() for v in sw.views}
+        first = self.inner[self.selected]
+        outer = w.ToggleButtons(options=list(self.inner), value=self.selected)
+        inner = w.ToggleButtons(options=[v.label for v in first.views], value=first.selected)
+        image = w.Image(value=pngs[(outer.value, inner.value)], format="png", layout=w.Layout(max_width="100%"))
+
+        def show(change: dict[str, Any]) -> None:
+            image.value = pngs.get((outer.value, inner.value), image.value)
+
+        outer.observe(show, names="value")
+        inner.observe(show, names="value")
+        children = [outer, inner, image]
+        if self.caption:
+            children.insert(0, w.HTML(value=f"<b>{html.escape(self.caption)}</b>"))
+        return w.VBox(children)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": f"<SwitchGrid {'/'.join(self.groups)}: {', '.join(self.inner)}>",
+                                  "text/html": self.to_html()}
         try:
             widget_bundle = self.widget()._repr_mimebundle_()
         except ImportError:
