@@ -96,6 +96,10 @@ def test_all_kinds_table_shows_every_recorded_host(tmp_path):
     assert "intel-8712aea8" in shown.note.body and "amd-0fedcba9" in shown.note.body
     amd = shown.frame.loc[shown.frame["ホスト"].str.startswith("amd"), "ホスト"]
     assert set(amd) == {"amd-0fedcba9(入れ子の AMD-V)"}
+    fig = book_kvm.plot_recorded(str(tmp_path))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("amd-0fedcba9(AMD EPYC") and "入れ子の AMD-V" in t for t in legend)
+    assert any(t.startswith("intel-8712aea8(") and "PVM" in t and "2026-11-26 記録" in t for t in legend)
 
 
 def test_paths_falls_back_to_the_nearest_recorded_setting(recorded_only):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from lab import backends
 from lab.bench import hwvirt as bench_hwvirt
+from lab.bench.harness import newest_recording
 from lab.book.host import KVM_BACKENDS_JA
 from lab.datapackage import DataError
 
@@ -43,8 +44,7 @@ def latest(root: str | Path | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=[f["name"] for f in bench_hwvirt.FIELDS])
     if frame.empty:
         return frame
-    newest = frame["recorded_at"].max()
-    return frame[frame["recorded_at"] == newest].reset_index(drop=True)
+    return newest_recording(frame).reset_index(drop=True)
 
 
 def summary_ja(root: str | Path | None = None) -> str:

@@ -91,8 +91,9 @@ def load_recorded(root: str | None = None, host_id: str | None = None) -> IoData
         data = data[data["host_id"] == host_id]
         if data.empty:
             raise KeyError(f"no io recording of host {host_id!r}")
-    latest = data["recorded_at"].max()
-    rows = data[(data["recorded_at"] == latest) & (data["status"] == "ok")].copy()
+    newest = harness.newest_recording(data)
+    latest = newest["recorded_at"].iloc[0]
+    rows = newest[newest["status"] == "ok"].copy()
     first = rows.iloc[0]
     return IoData(rows.reset_index(drop=True), live=False, host_id=str(first["host_id"]),
                   cpu_model=str(first["cpu_model"]), nested=bool(first["nested"]),

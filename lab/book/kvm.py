@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from lab import datapackage, host, paths
 from lab.bench import exits as bench_exits
 from lab.bench import tour as bench_tour
-from lab.bench.harness import load_measured
+from lab.bench.harness import load_measured, newest_recording
 from lab.book import fallback, plots, published_exits
 from lab.book.backend import backend_short
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
@@ -70,8 +70,7 @@ def _latest(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
         frame = frame[frame[key] == value]
     if frame.empty:
         raise datapackage.DataError(f"no recorded rows match {where}: run 'python -m lab record' on a KVM host")
-    last = frame.sort_values("recorded_at")["recorded_at"].iloc[-1]
-    return frame[frame["recorded_at"] == last]
+    return newest_recording(frame)
 
 
 # --------------------------------------------------------------------------- the KVM chapter
@@ -268,24 +267,27 @@ def plot_recorded(root: str | None = None) -> Figure:
     """Bars: recorded cycles per exit per kind, one bar per host and mode (log scale)."""
     rec = recorded_exits(root)
     rec = rec[rec["status"] == "ok"]
-    latest = rec.sort_values("recorded_at").groupby(["host_id", "mode"])["recorded_at"].transform("max")
+    latest = rec.groupby(["host_id", "mode"])["recorded_at"].transform("max")
     rec = rec[rec["recorded_at"] == latest]
     groups = list(rec.groupby(["host_id", "mode"]))
     kinds = [k for k in KIND_LABELS if k in set(rec["kind"])]
-    fig, ax = plots.figure(figsize=(8, 4.6))
+    fig, ax = plots.figure(figsize=(8, 5.6))
     width = 0.8 / max(len(groups), 1)
     for gi, ((host_id, mode), g) in enumerate(groups):
         vals = [g.loc[g["kind"] == k, "cycles_per_exit"].median() for k in kinds]
         lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals, strict=True)]
         hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals, strict=True)]
+        r = g.iloc[0]
+        who = (f"{host_id}({r['cpu_model']}、{backend_short(r['kvm_modules'], bool(r['nested']))}、"
+               f"{pd.Timestamp(r['recorded_at']):%Y-%m-%d} 記録、{MODES_JA.get(mode, mode)})")
         ax.bar([i + gi * width for i in range(len(kinds))], vals, width=width, yerr=[lo, hi],
-               capsize=2, label=f"{host_id} ({mode})")
+               capsize=2, label=who)
     ax.set_yscale("log")
     ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(kinds))],
                   [KIND_LABELS[k].split("(")[0] for k in kinds], rotation=20, ha="right")
     ax.set_ylabel("サイクル/回(中央値、誤差棒は四分位)")
     ax.set_title("記録済みホストでの exit 1 回のコスト")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.62), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -108,9 +108,11 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _newest(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
-    frame = _normalise(frame)
-    latest = frame["recorded_at"].max()
-    rows = frame[(frame["recorded_at"] == latest) & (frame["status"] == "ok")].reset_index(drop=True)
+    frame = harness.newest_recording(_normalise(frame))
+    if frame.empty:
+        raise ValueError("no qemu-io recording: run 'python -m lab bench qemu-io --record' with the guest kit")
+    latest = frame["recorded_at"].iloc[0]
+    rows = frame[frame["status"] == "ok"].reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"the qemu-io recording of {latest} has no row with status ok")
     first = rows.iloc[0]

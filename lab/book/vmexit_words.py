@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.bench.harness import load_measured
+from lab.bench.harness import load_measured, newest_recording
 from lab.book.backend import backend_ja, is_pvm
 from lab.book.compare import cost_ja, pct_ja, spaced
 from lab.datapackage import DataError
@@ -22,9 +22,7 @@ KERNEL_KINDS = ("loop", "cpuid", "pio_ioeventfd")
 EMULATED_RATIO = 20.0
 
 
-def _newest_host(frame: pd.DataFrame) -> pd.DataFrame:
-    last = frame.sort_values("recorded_at").iloc[-1]
-    return frame[(frame["host_id"] == last["host_id"]) & (frame["recorded_at"] == last["recorded_at"])]
+_newest_host = newest_recording
 
 
 def host_sentence(row: Any) -> str:
@@ -106,7 +104,10 @@ def exit_words(root: str | None = None) -> dict[str, str]:
     ex = load_measured("exits", root)
     ex = _newest_host(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
     row = ex.iloc[0]
-    out: dict[str, str] = {"rec_host_sentence": host_sentence(row)}
+    backend = backend_ja(row["kvm_modules"], bool(row["nested"]))
+    out: dict[str, str] = {"rec_host_sentence": host_sentence(row),
+                           "rec_backend_words": (f"このホストの KVM は {backend} です。" if is_pvm(row["kvm_modules"])
+                                                 else f"このホストの KVM は{backend}で、PVM ではありません。")}
     pu, cp, efd = (float(ex.loc[k, "cycles_per_exit"]) for k in ("pio_user", "cpuid", "pio_ioeventfd"))
     pu_net, cp_net = float(ex.loc["pio_user", "net_cycles_per_exit"]), float(ex.loc["cpuid", "net_cycles_per_exit"])
     out["user_vs_kernel"] = cost_ja("ユーザー空間まで戻る `out` の正味", pu_net,
