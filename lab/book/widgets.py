@@ -222,8 +222,9 @@ class SwitchGrid:
 
         pngs = {(o, v.label): v.png for o, sw in self.inner.items() for v in sw.views}
         first = self.inner[self.selected]
-        outer = w.ToggleButtons(options=list(self.inner), value=self.selected)
-        inner = w.ToggleButtons(options=[v.label for v in first.views], value=first.selected)
+        auto = {"button_width": "auto"}  # the sources' labels are long: show them whole
+        outer = w.ToggleButtons(options=list(self.inner), value=self.selected, style=auto)
+        inner = w.ToggleButtons(options=[v.label for v in first.views], value=first.selected, style=auto)
         image = w.Image(value=pngs[(outer.value, inner.value)], format="png", layout=w.Layout(max_width="100%"))
 
         def show(change: dict[str, Any]) -> None:
