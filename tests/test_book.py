@@ -69,6 +69,15 @@ def test_no_cell_output_is_an_error(built):
         assert "output stderr" not in page, f"{f}: a cell wrote to stderr"
 
 
+def test_hands_on_commands_print_no_error(built):
+    """A command of an exercise that prints ``error:`` (virsh, qemu-img) is a broken exercise, exit code 0 or not."""
+    for f in toc_files():
+        if f.startswith("chapters/hands_on/"):
+            page = (built / f"{f}.html").read_text(encoding="utf-8")
+            errors = re.findall(r"error: [^\n<]*", page)
+            assert not errors, f"{f}: a command printed {errors}"
+
+
 def test_every_notebook_chapter_offers_its_ipynb(built):
     for f in toc_files():
         source = (REPO_ROOT / f"{f}.md").read_text(encoding="utf-8")

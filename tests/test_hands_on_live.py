@@ -41,6 +41,7 @@ def test_page_runs_virsh_live_and_leaves_nothing(path, monkeypatch):
     assert leftovers() == [], f"{path} left these behind"
     assert "記録済みの出力です" not in text, "a command fell back to its recording although libvirtd runs here"
     assert "(終了コード 0)" in text
+    assert "error: " not in text, f"{path}: a command printed an error although it ran live"
 
 
 def test_lifecycle_page_falls_back_to_recordings_when_forced(monkeypatch):
