@@ -8,6 +8,7 @@ recorded-data note (``lab.book.fallback``) naming the host and the reason.
 
 from __future__ import annotations
 
+import html
 import subprocess
 from pathlib import Path
 
@@ -54,3 +55,14 @@ def test_libvirt_pages_say_which_uri_answered_and_why(binder_html):
     lifecycle = (binder_html / "chapters/hands_on/libvirt_lifecycle.html").read_text(encoding="utf-8")
     assert "test:///default" in lifecycle
     assert "permission denied" in lifecycle, "the exercises do not say why qemu:///system was not used"
+
+
+def test_the_test_driver_session_runs_for_real_on_binder(binder_html):
+    """binder/apt.txt brings virsh: exercise 3's one-session test:///default run needs no daemon and no root."""
+    page = html.unescape((binder_html / "chapters/hands_on/libvirt_lifecycle.html").read_text(encoding="utf-8"))
+    start = page.index("virsh -c test:///default")
+    cell = page[start:page.index("(終了コード", start)]
+    assert "記録済みの出力です" not in cell, "the test:///default session fell back to a recording on Binder"
+    assert "Domain 'labex-vm' defined from" in cell, cell[-1500:]
+    assert "/root/labex" not in cell, "the session read root's file, not the reader's own $HOME"
+    assert "error:" not in cell
