@@ -23,9 +23,10 @@ import tempfile
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is read: finding and recovering packages needs only the stdlib
+    import pandas as pd
 
 DESCRIPTOR = "datapackage.json"
 
@@ -119,6 +120,8 @@ def load_resource(package_dir: str | os.PathLike[str], name: str) -> pd.DataFram
     booleans as ``boolean``, dates as Python ``date`` objects; empty cells of
     optional fields are missing values.
     """
+    import pandas as pd
+
     package_dir = recover(package_dir, tidy=False)
     descriptor = read_descriptor(package_dir)
     resource = resource_descriptor(descriptor, name)
@@ -143,6 +146,8 @@ _DTYPES = {"integer": "Int64", "year": "Int64", "number": "float64", "boolean": 
 
 def _read_csv(csv_path: Path, expected: list[str]) -> pd.DataFrame:
     """The CSV as text cells, its columns checked against the schema's."""
+    import pandas as pd
+
     where = str(csv_path)
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_filter=False)

@@ -87,4 +87,5 @@ def test_the_payload_holds_the_tests_pytest_and_the_runner(tmp_path):
     for name in ("repo/lab/kvm/vcpu.py", "repo/tests/conftest.py", "site/pytest/__init__.py", "site/pluggy"):
         assert (root / name).exists(), name
     assert not (root / "repo/lab/book").exists()  # the book layer stays out: it needs pandas
+    assert not (root / "site/pandas").exists()  # measuring needs no pandas, not even a stand-in
     assert list((root / "repo/lab/kvm/__pycache__").glob("vcpu.cpython-311.pyc"))

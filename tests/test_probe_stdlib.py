@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lab.paths import REPO_ROOT
 
 BLOCKED = ("pandas", "numpy", "matplotlib", "ipywidgets")
@@ -63,3 +65,15 @@ def test_libvirt_side_runs_without_pandas():
     out = subprocess.run([sys.executable, "-c", child], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("test:///default")
+
+
+@pytest.mark.kvm
+def test_benchmarks_measure_without_pandas():
+    """The kvm_amd guest has no pandas: ``lab bench`` measures and prints its JSON on the standard library."""
+    argv = json.dumps(["python -m lab", "bench", "exits", "--json", "--kinds", "loop,pio_user",
+                       "--repeat", "1", "--iterations", "20"])
+    child = CHILD.replace('["python -m lab", "probe", "--json"]', argv)
+    assert argv in child
+    out = subprocess.run([sys.executable, "-c", child], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout.strip().splitlines()[-1])) <= {"libvirt", "libvirtmod"}

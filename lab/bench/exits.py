@@ -28,13 +28,14 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab import guests, host, kvm
 from lab.bench.harness import RECORDING_KEY, Result, load_measured, tsc_provenance, tsc_rate
 from lab.bench.registry import Bench, register
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 KINDS = guests.KINDS
 DEFAULT_REPEAT = 21
@@ -224,6 +225,8 @@ FIELDS: list[dict[str, Any]] = [
 
 
 def to_frame(results: Sequence[Result], prov: dict) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for r in results:
         sp = r.spread or {}

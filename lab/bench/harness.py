@@ -25,11 +25,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab import __version__, datapackage, host, paths
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 STATUSES = ("ok", "unavailable", "error")
 
@@ -122,6 +123,8 @@ class Result:
 
 def results_frame(results: Sequence[Result]) -> pd.DataFrame:
     """Results as a table (one row per kind), for notebooks."""
+    import pandas as pd
+
     rows = []
     for r in results:
         rows.append({
@@ -257,6 +260,8 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
     Every row of ``frame`` must carry ``host_id`` and ``recorded_at`` equal to
     ``prov``'s, which points it to its provenance row.
     """
+    import pandas as pd
+
     target = host_dir(prov["host_id"], root)
     descriptor: dict[str, Any]
     frames: dict[str, pd.DataFrame] = {}
@@ -340,6 +345,8 @@ def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame
     Without ``root``, the folder named by the environment variable ``LAB_MEASURED_DIR`` (when set) is read
     instead of ``data/measured``: one switch that points every chapter at another set of recordings.
     """
+    import pandas as pd
+
     root = Path(root if root is not None else os.environ.get(MEASURED_DIR_ENV) or paths.MEASURED_DIR)
     frames = []
     for pkg in datapackage.find_packages(root):

@@ -16,13 +16,14 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab import kit
 from lab.bench.harness import RECORDING_KEY, load_measured, provenance, record
 from lab.qemu import hwvirt
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 RESOURCE = "hwvirt"
 FIELDS: list[dict[str, Any]] = [
@@ -52,6 +53,8 @@ def qemu_version() -> str:
 
 
 def to_frame(run: hwvirt.HwvirtRun, the_kit: kit.Kit, prov: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
     emulator = f"{qemu_version()}, -accel tcg -cpu max"
     rows = [{"host_id": prov["host_id"], "recorded_at": prov["recorded_at"], "test": c.name,
              "outcome": c.outcome, "backend": run.backend, "guest_kernel": the_kit.kernel_release,

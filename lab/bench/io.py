@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab import kvm
 from lab.bench.harness import RECORDING_KEY, Result, load_measured, summarize, tsc_provenance, tsc_rate
@@ -33,6 +31,9 @@ from lab.bench.registry import Bench, register
 from lab.devices import guests as io_guests
 from lab.devices import live
 from lab.kvm.system import System  # the type (lab.kvm re-exports it)
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 MODES = live.MODES
 DEFAULT_REPEAT = 5
@@ -137,6 +138,8 @@ def _result(config: Config, count: int, repeat: int, runs: list[live.IoRun], fai
 
 def wide_table(results: Sequence[Result] | pd.DataFrame) -> pd.DataFrame:
     """Requests/s and exits per request, one row per (size, batch), the modes side by side."""
+    import pandas as pd
+
     frame = results if isinstance(results, pd.DataFrame) else to_frame(results, {"host_id": "", "recorded_at": ""})
     frame = frame[frame["status"] == "ok"]
     wide = frame.pivot_table(index=["size", "batch"], columns="mode",
@@ -189,6 +192,8 @@ FIELDS: list[dict[str, Any]] = [
 
 
 def to_frame(results: Sequence[Result], prov: dict) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for r in results:
         e, sp = r.extra, r.spread or {}

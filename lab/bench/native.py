@@ -20,12 +20,13 @@ import mmap
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab.bench.harness import RECORDING_KEY, summarize
 from lab.bench.registry import Bench, register
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 #: x86-64 System V: rdi = iterations; returns TSC ticks for the loop.
 LOOP_CODE = bytes.fromhex(
@@ -101,6 +102,8 @@ FIELDS: list[dict[str, Any]] = [
 
 
 def to_frame(results: Sequence[NativeLoop], prov: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = [{"host_id": prov["host_id"], "recorded_at": prov["recorded_at"], "iterations": r.iterations,
              "repeat": r.repeat, "cycles_per_iteration": r.median, "cycles_q1": r.q1, "cycles_q3": r.q3}
             for r in results]

@@ -16,15 +16,16 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab import guests, kvm
 from lab.bench import exits
 from lab.bench.harness import RECORDING_KEY, summarize
 from lab.bench.registry import Bench, register
 from lab.paths import REPO_ROOT
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 C_SOURCE = REPO_ROOT / "tests" / "reference" / "exit_loop.c"
 #: The kinds a C loop can measure the same way (the hypercall is not measurable on every host).
@@ -103,6 +104,8 @@ FIELDS: list[dict[str, Any]] = [
 
 
 def to_frame(rows: Sequence[dict[str, Any]], prov: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame([{**r, "python_cycles": r["python"], "c_cycles": r["c"]} for r in rows])
     frame.insert(0, "recorded_at", prov["recorded_at"])
     frame.insert(0, "host_id", prov["host_id"])

@@ -17,9 +17,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lab import guests, host, kvm
 from lab.bench import exits as bench_exits
@@ -27,6 +25,9 @@ from lab.bench.harness import RECORDING_KEY
 from lab.bench.registry import Bench, register
 from lab.kvm.constants import KVM_CAP_IOEVENTFD, KVM_CAP_NR_MEMSLOTS, KVM_CAP_USER_MEMORY
 from lab.kvm.exits import Exit  # the type (lab.kvm re-exports it)
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
+    import pandas as pd
 
 #: Action ids of the hello walk, in order (the book has a sentence for each).
 HELLO_ACTIONS = ("open", "check_extension", "vcpu_mmap_size", "create_vm", "set_memory", "load",
@@ -145,6 +146,8 @@ FIELDS: list[dict[str, Any]] = [
 
 
 def to_frame(steps: Sequence[Step], prov: dict) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame([s.as_row() for s in steps])
     frame.insert(0, "recorded_at", prov["recorded_at"])
     frame.insert(0, "host_id", prov["host_id"])
