@@ -249,6 +249,16 @@ def _cell(value: Any) -> str:
     return "true" if value is True else "false" if value is False else "" if value is None else str(value)
 
 
+def _new_descriptor(host_id: str) -> dict[str, Any]:
+    return {
+        "name": f"{PACKAGE_NAME_PREFIX}{host_id}",
+        "title": f"Measurements recorded on host {host_id}",
+        "description": "Written by `python -m lab record`. Every measured row carries host_id and "
+                       "recorded_at, which point to its row in the provenance resource.",
+        "resources": [],
+    }
+
+
 def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], prov: dict[str, Any], *,
            root: str | Path | None = None, description: str = "", replace: bool = False) -> Path:
     """Write ``frame`` as resource ``resource`` of ``data/measured/<host-id>/``, atomically.
@@ -270,13 +280,7 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
         for r in descriptor["resources"]:
             frames[r["name"]] = pd.read_csv(target / r["path"], dtype=str, keep_default_na=False)
     else:
-        descriptor = {
-            "name": f"{PACKAGE_NAME_PREFIX}{prov['host_id']}",
-            "title": f"Measurements recorded on host {prov['host_id']}",
-            "description": "Written by `python -m lab record`. Every measured row carries host_id and "
-                           "recorded_at, which point to its row in the provenance resource.",
-            "resources": [],
-        }
+        descriptor = _new_descriptor(prov["host_id"])
     prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
     row = {f["name"]: _cell(prov.get(f["name"], "")) for f in PROVENANCE_FIELDS}
     same = (prov_frame["host_id"] == row["host_id"]) & (

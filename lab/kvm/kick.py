@@ -20,16 +20,22 @@ A monitor thread sends the kick when
   ``KeyboardInterrupt`` (main thread only: elsewhere only the watchdog and
   :meth:`Guard.kick` apply);
 * another thread calls :meth:`Guard.kick` (``Vcpu.kick``).
+
+Arming and disarming (a pipe, the wakeup fd, the monitor thread) run under
+:func:`sigint_deferred`, so that a Ctrl-C at any bytecode cannot leave the
+pipe open or the monitor unjoined: it is raised right after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 #: Signal used to kick a vCPU out of ``KVM_RUN`` (blocked outside ``KVM_RUN``).
 KICK_SIGNAL = signal.SIGRTMIN + 5
@@ -44,6 +50,30 @@ def sigset_bytes(signals: Iterable[int]) -> bytes:
     for s in signals:
         mask |= 1 << (int(s) - 1)
     return mask.to_bytes(8, "little")
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, then deliver it as the handler in place would.
+
+    Between acquiring a resource and recording it (an fd, a started thread) a
+    ``KeyboardInterrupt`` would leak the resource. Only the main thread can
+    receive ``KeyboardInterrupt`` (and set handlers), so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 class Guard:
@@ -71,33 +101,39 @@ class Guard:
         return sigset_bytes(set(self._old_mask) - {KICK_SIGNAL})
 
     def __enter__(self) -> Guard:
-        self._tid = threading.get_ident()
-        self._old_mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, {KICK_SIGNAL}))
+        # A failure here, or a Ctrl-C held back until the arming is done, disarms
+        # again: a with statement does not call __exit__ when __enter__ raises.
         try:
-            r, w = self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            if threading.current_thread() is threading.main_thread():
-                self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-            self._monitor = threading.Thread(target=self._watch, args=(r,), name="vcpu-watchdog", daemon=True)
-            self.start_ns = time.perf_counter_ns()
-            self._monitor.start()
+            with sigint_deferred():
+                self._tid = threading.get_ident()
+                self._old_mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, {KICK_SIGNAL}))
+                r, w = self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                if threading.current_thread() is threading.main_thread():
+                    self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                monitor = threading.Thread(target=self._watch, args=(r,), name="vcpu-watchdog", daemon=True)
+                self.start_ns = time.perf_counter_ns()
+                monitor.start()
+                self._monitor = monitor  # only a started thread is joined
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pipe is not None:
-            r, w = self._pipe
-            if self._monitor is not None:
-                os.write(w, _STOP)
-                self._monitor.join()
-            if threading.current_thread() is threading.main_thread():
-                signal.set_wakeup_fd(self._old_wakeup)
-            os.close(r)
-            os.close(w)
-            self._pipe = None
-        self.after_eintr()
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+        with sigint_deferred():
+            if self._pipe is not None:
+                r, w = self._pipe
+                if self._monitor is not None:
+                    os.write(w, _STOP)
+                    self._monitor.join()
+                    self._monitor = None
+                if threading.current_thread() is threading.main_thread():
+                    signal.set_wakeup_fd(self._old_wakeup)
+                os.close(r)
+                os.close(w)
+                self._pipe = None
+            self.after_eintr()
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
 
     def kick(self, cause: str = "kick") -> None:
         """Make the guarded thread's ``KVM_RUN`` return ``EINTR`` now (from any thread)."""

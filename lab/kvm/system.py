@@ -21,6 +21,7 @@ from lab.kvm.ioctl_numbers import (
     KVM_GET_SUPPORTED_CPUID,
     KVM_GET_VCPU_MMAP_SIZE,
 )
+from lab.kvm.kick import sigint_deferred
 from lab.kvm.structs import cpuid2_with
 from lab.kvm.vm import Vm
 
@@ -98,9 +99,10 @@ class System:
     # -- children
     def create_vm(self, memory_kib: int | None = None) -> Vm:
         """A new, empty VM; with ``memory_kib``, one memory slot of that size at guest address 0."""
-        vm_fd = _libc.ioctl(self.fd, KVM_CREATE_VM, 0, what="KVM_CREATE_VM")
-        vm = Vm(self, vm_fd)
-        self._vms.append(vm)
+        with sigint_deferred():  # the fd is this System's before a Ctrl-C can strike
+            vm_fd = _libc.ioctl(self.fd, KVM_CREATE_VM, 0, what="KVM_CREATE_VM")
+            vm = Vm(self, vm_fd)
+            self._vms.append(vm)
         try:
             if memory_kib is not None:
                 vm.add_memory(0, memory_kib * 1024)
@@ -120,19 +122,22 @@ def open(device: str = DEVICE) -> System:  # noqa: A001 - mirrors os.open / the 
     Raises :class:`KvmUnavailable` with the reason and what to do when the
     device is missing, not accessible, or speaks another API version.
     """
+    system: System | None = None
     try:
-        fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-    except OSError as exc:
-        raise KvmUnavailable(open_reason(device, exc)) from None
-    system = System(fd, device)
-    try:
-        api = system.api_version()
-    except IoctlError as exc:
-        system.close()
-        raise KvmUnavailable(f"{device} is not a KVM device: {exc}") from None
-    if api != KVM_API_VERSION:
-        system.close()
-        raise KvmUnavailable(f"{device} speaks KVM API {api}; this mini VMM speaks {KVM_API_VERSION}")
+        with sigint_deferred():  # the fd is a System's before a Ctrl-C can strike; the except closes it
+            try:
+                fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            except OSError as exc:
+                raise KvmUnavailable(open_reason(device, exc)) from None
+            system = System(fd, device)
+        try:
+            api = system.api_version()
+        except IoctlError as exc:
+            raise KvmUnavailable(f"{device} is not a KVM device: {exc}") from None
+        if api != KVM_API_VERSION:
+            raise KvmUnavailable(f"{device} speaks KVM API {api}; this mini VMM speaks {KVM_API_VERSION}")
+    except BaseException:
+        if system is not None:
+            system.close()
+        raise
     return system
-
-

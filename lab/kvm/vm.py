@@ -29,6 +29,7 @@ from lab.kvm.ioctl_numbers import (
     KVM_SET_TSS_ADDR,
     KVM_SET_USER_MEMORY_REGION,
 )
+from lab.kvm.kick import sigint_deferred
 from lab.kvm.memory import GuestMemory
 from lab.kvm.structs import kvm_ioeventfd, kvm_userspace_memory_region
 from lab.kvm.vcpu import Vcpu
@@ -264,8 +265,9 @@ class Vm:
         """Complete guest ``out``s to ``port`` in the kernel, counting them in an eventfd."""
         if not self._system.check_extension(KVM_CAP_IOEVENTFD):
             raise KvmError("this KVM lacks KVM_CAP_IOEVENTFD")
-        efd = IoEventFd(self, port, length, datamatch)
-        self._eventfds.append(efd)
+        with sigint_deferred():  # the eventfd is this VM's before a Ctrl-C can strike
+            efd = IoEventFd(self, port, length, datamatch)
+            self._eventfds.append(efd)
         return efd
 
     # -- vCPUs
@@ -277,13 +279,14 @@ class Vm:
         """
         x86.check(mode, entry, self.has_memory)
         index = len(self._vcpus)
-        fd = _libc.ioctl(self.fd, KVM_CREATE_VCPU, index, what="KVM_CREATE_VCPU")
-        try:
-            vcpu = Vcpu(self, fd, index)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._vcpus.append(vcpu)
+        with sigint_deferred():  # the fd is this VM's before a Ctrl-C can strike
+            fd = _libc.ioctl(self.fd, KVM_CREATE_VCPU, index, what="KVM_CREATE_VCPU")
+            try:
+                vcpu = Vcpu(self, fd, index)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._vcpus.append(vcpu)
         try:
             vcpu.setup(mode, entry, stack)
         except BaseException:
