@@ -100,6 +100,9 @@ def test_measured_costs_subtract_the_floor_and_need_it():
     assert (costs.user, costs.kernel) == (5000.0, 500.0) and "h" in costs.label
     with pytest.raises(ValueError, match="loop"):
         measured_costs([_result("pio_user", 5100.0), _result("pio_ioeventfd", 600.0)], "h")
+    broken = Result("pio_user", "error", 1, 10, reason="the guest stopped early")
+    with pytest.raises(ValueError, match="the guest stopped early"):
+        measured_costs([_result("loop", 100.0), broken, _result("pio_ioeventfd", 600.0)], "h")
 
 
 def test_published_costs_come_from_the_bare_metal_cpuid_figures():

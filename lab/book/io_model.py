@@ -82,6 +82,9 @@ def recorded_costs(root: str | None = None, mode: str = "protected32") -> list[E
 
 def measured_costs(results: Sequence[Result], host_id: str) -> ExitCosts:
     """This machine's costs from ``loop``, ``pio_user`` and ``pio_ioeventfd`` measured just now."""
+    failed = [f"{r.kind}: {r.reason}" for r in results if r.status != "ok" or r.cycles_per_exit is None]
+    if failed:
+        raise ValueError(f"measured_costs needs measured kinds, not {failed}")
     by_kind = {r.kind: float(r.cycles_per_exit or 0.0) for r in results}
     missing = {"loop", "pio_user", "pio_ioeventfd"} - set(by_kind)
     if missing:
