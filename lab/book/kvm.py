@@ -205,13 +205,18 @@ def ioctl_table() -> pd.DataFrame:
 # --------------------------------------------------------------------------- the VMExit chapter
 
 
+def _count(values: pd.Series) -> list[str]:
+    """Whole numbers with thousands separators ("-" where there is none), as the prose writes them."""
+    return ["-" if pd.isna(v) else f"{float(v):,.0f}" for v in values]
+
+
 def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "種類": frame["kind"].map(KIND_LABELS).fillna(frame["kind"]),
         "状態": frame["status"].map(STATUS_JA).fillna(frame["status"]),
-        "サイクル/回(中央値)": frame["cycles_per_exit"].round(0),
-        "正味(空ループを引く)": frame["net_cycles_per_exit"].round(0),
-        "ns/回": frame["ns_per_exit"].round(0),
+        "サイクル/回(中央値)": _count(frame["cycles_per_exit"]),
+        "正味(空ループを引く)": _count(frame["net_cycles_per_exit"]),
+        "ns/回": _count(frame["ns_per_exit"]),
         "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}")
                       for a, b in zip(frame["cycles_q1"], frame["cycles_q3"], strict=True)],
         "理由": [message_ja(str(r)) if isinstance(r, str) and r else "" for r in frame["reason"]],
