@@ -25,7 +25,7 @@ import base64
 import hashlib
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,27 @@ def _tab_set(group: str, uid: str, items: list[tuple[str, str, str]], selected: 
         parts.append(f'<div class="sd-tab-content docutils" id="{input_id}-content">{content}</div>')
     parts.append("</div></div>")
     return "\n".join(parts)
+
+
+def _boxed(children: list[Any], caption: str) -> Any:
+    """The live view: ``children`` under a bold caption (if any), in one VBox."""
+    import ipywidgets as w
+
+    if caption:
+        children = [w.HTML(value=f"<b>{html.escape(caption)}</b>"), *children]
+    return w.VBox(children)
+
+
+def _bundle(plain: str, static_html: str, widget: Callable[[], Any]) -> dict[str, Any]:
+    """One display bundle for both readers: the static tabs, plus the widget view when ipywidgets is there."""
+    bundle: dict[str, Any] = {"text/plain": plain, "text/html": static_html}
+    try:
+        widget_bundle = widget()._repr_mimebundle_()
+    except ImportError:
+        widget_bundle = None
+    if widget_bundle:
+        bundle.update({k: v for k, v in widget_bundle.items() if k != "text/plain"})
+    return bundle
 
 
 class Switchable:
@@ -162,23 +183,11 @@ class Switchable:
             note.value = view.note_html
 
         buttons.observe(show, names="value")
-        children = [buttons, image, note]
-        if self.caption:
-            children.insert(0, w.HTML(value=f"<b>{html.escape(self.caption)}</b>"))
-        return w.VBox(children)
+        return _boxed([buttons, image, note], self.caption)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle: dict[str, Any] = {
-            "text/plain": f"<Switchable {self.group}: {', '.join(v.label for v in self.views)}>",
-            "text/html": self.to_html(),
-        }
-        try:
-            widget_bundle = self.widget()._repr_mimebundle_()
-        except ImportError:
-            widget_bundle = None
-        if widget_bundle:
-            bundle.update({k: v for k, v in widget_bundle.items() if k != "text/plain"})
-        return bundle
+        return _bundle(f"<Switchable {self.group}: {', '.join(v.label for v in self.views)}>",
+                       self.to_html(), self.widget)
 
 
 class SwitchGrid:
@@ -232,18 +241,7 @@ class SwitchGrid:
 
         outer.observe(show, names="value")
         inner.observe(show, names="value")
-        children = [outer, inner, image]
-        if self.caption:
-            children.insert(0, w.HTML(value=f"<b>{html.escape(self.caption)}</b>"))
-        return w.VBox(children)
+        return _boxed([outer, inner, image], self.caption)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle: dict[str, Any] = {"text/plain": f"<SwitchGrid {'/'.join(self.groups)}: {', '.join(self.inner)}>",
-                                  "text/html": self.to_html()}
-        try:
-            widget_bundle = self.widget()._repr_mimebundle_()
-        except ImportError:
-            widget_bundle = None
-        if widget_bundle:
-            bundle.update({k: v for k, v in widget_bundle.items() if k != "text/plain"})
-        return bundle
+        return _bundle(f"<SwitchGrid {'/'.join(self.groups)}: {', '.join(self.inner)}>", self.to_html(), self.widget)
