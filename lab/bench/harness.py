@@ -380,5 +380,12 @@ def newest_recording(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["host_id"] == last["host_id"]) & (frame["recorded_at"] == last["recorded_at"])]
 
 
+def newest_per_host(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
+    """The rows of each host's newest recording among the rows whose columns equal ``where``."""
+    for key, value in where.items():
+        frame = frame[frame[key] == value]
+    return frame[frame["recorded_at"] == frame.groupby("host_id")["recorded_at"].transform("max")]
+
+
 def dumps(results: Sequence[Result]) -> str:
     return json.dumps([r.as_json() for r in results], ensure_ascii=False, indent=2)

@@ -17,20 +17,13 @@ from typing import Any
 import pandas as pd
 
 from lab import host
-from lab.bench.harness import Result, load_measured
+from lab.bench.harness import Result, load_measured, newest_per_host
 from lab.book import fallback
 from lab.book.backend import backend_short
 from lab.datapackage import DataError
 
 KIND_JA = {"loop": "空ループ", "cpuid": "cpuid", "hypercall": "ハイパーコール", "pio_user": "ポート出力 → ユーザー空間",
            "mmio_user": "MMIO 書き込み → ユーザー空間", "pio_ioeventfd": "ポート出力 → ioeventfd"}
-
-
-def newest(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
-    """Rows of the newest recording of each host (optionally filtered by column values)."""
-    for key, value in where.items():
-        frame = frame[frame[key] == value]
-    return frame[frame["recorded_at"] == frame.groupby("host_id")["recorded_at"].transform("max")]
 
 
 def host_words(row: Any) -> str:
@@ -96,7 +89,7 @@ class Measurement(_Cell):
                                 "回数 × 繰り返し": f"{result.iterations} × {result.repeat}"})
 
     def show(self) -> _Shown:
-        rec = newest(self.recorded(), kind=self.kind, mode=self.mode, status="ok")
+        rec = newest_per_host(self.recorded(), kind=self.kind, mode=self.mode, status="ok")
         rows = list(self._live_rows) + [
             {"ホスト": host_words(r), "サイクル/回(中央値)": round(r["cycles_per_exit"]),
              "四分位範囲": f"{r['cycles_q1']:.0f}–{r['cycles_q3']:.0f}",
@@ -119,7 +112,7 @@ class SideBySide(_Cell):
         self._live_rows += [{**r, "ホスト": here} for r in rows]
 
     def show(self) -> _Shown:
-        rec = newest(self.recorded())
+        rec = newest_per_host(self.recorded())
         rows = [{"ホスト": r["ホスト"], "kind": r["kind"], "python": r["python"], "c": r["c"]} for r in self._live_rows]
         rows += [{"ホスト": host_words(r), "kind": r["kind"], "python": r["python_cycles"], "c": r["c_cycles"]}
                  for _, r in rec.iterrows()]
@@ -151,12 +144,12 @@ class Floor(_Cell):
 
     def recorded_rows(self) -> list[dict[str, Any]]:
         """Per recorded host: the newest native loop, and the guest loop of the same session when there is one."""
-        nat = newest(self.recorded())
+        nat = newest_per_host(self.recorded())
         try:
-            ref = newest(load_measured("reference", self._root), kind="loop", mode="protected32")
+            ref = newest_per_host(load_measured("reference", self._root), kind="loop", mode="protected32")
         except DataError:
             ref = pd.DataFrame(columns=["host_id", "python_cycles"])
-        loops = newest(load_measured("exits", self._root), kind="loop", mode="protected32", status="ok")
+        loops = newest_per_host(load_measured("exits", self._root), kind="loop", mode="protected32", status="ok")
         rows = []
         for _, r in nat.iterrows():
             same = ref.loc[ref["host_id"] == r["host_id"], "python_cycles"]

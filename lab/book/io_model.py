@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab.bench.harness import Result, load_measured
+from lab.bench.harness import Result, load_measured, newest_per_host
 from lab.book import fallback, plots, published_exits
 from lab.book.backend import backend_short
 from lab.book.compare import spaced
@@ -62,9 +62,7 @@ class ExitCosts:
 
 def recorded_costs(root: str | None = None, mode: str = "protected32") -> list[ExitCosts]:
     """One :class:`ExitCosts` per recorded host (its newest exits recording)."""
-    ex = load_measured("exits", root)
-    ex = ex[(ex["mode"] == mode) & (ex["status"] == "ok")]
-    ex = ex[ex["recorded_at"] == ex.groupby("host_id")["recorded_at"].transform("max")]
+    ex = newest_per_host(load_measured("exits", root), mode=mode, status="ok")
     out = []
     for host_id, g in ex.groupby("host_id", sort=True):
         net = g.set_index("kind")["net_cycles_per_exit"].astype(float)

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from lab import datapackage, host, paths
 from lab.bench import exits as bench_exits
 from lab.bench import tour as bench_tour
-from lab.bench.harness import load_measured, newest_recording
+from lab.bench.harness import load_measured, newest_per_host, newest_recording
 from lab.book import fallback, plots, published_exits
 from lab.book.backend import backend_short
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
@@ -249,9 +249,7 @@ def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", ro
 
 def _all_hosts_exits(root: str | None, mode: str) -> Shown:
     """The newest exits recording of every recorded host, one block of rows per host."""
-    rec = load_measured("exits", root)
-    rec = rec[rec["mode"] == mode]
-    rec = rec[rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max")]
+    rec = newest_per_host(load_measured("exits", root), mode=mode)
     rec = rec.sort_values(["host_id", "recorded_at"], kind="stable").reset_index(drop=True)
     frame = _exits_display(rec)
     frame.insert(0, "ホスト", [f"{r['host_id']}({backend_short(r['kvm_modules'], bool(r['nested']))})"

@@ -22,9 +22,6 @@ KERNEL_KINDS = ("loop", "cpuid", "pio_ioeventfd")
 EMULATED_RATIO = 20.0
 
 
-_newest_host = newest_recording
-
-
 def host_sentence(row: Any) -> str:
     when = pd.Timestamp(row["recorded_at"]).strftime("%Y-%m-%d")
     return (f"記録済みのホスト {row['host_id']}({row['cpu_model']}、"
@@ -37,19 +34,19 @@ def _reference(root: str | None, host_id: str) -> pd.DataFrame | None:
     except DataError:
         return None
     ref = ref[ref["host_id"] == host_id]
-    return None if ref.empty else _newest_host(ref).set_index("kind")
+    return None if ref.empty else newest_recording(ref).set_index("kind")
 
 
 def _floor(root: str | None) -> tuple[Any, float, float, str]:
     """The newest native-loop row, the guest loop (same session when recorded), the native loop, and which."""
-    nat = _newest_host(load_measured("native", root)).iloc[0]
+    nat = newest_recording(load_measured("native", root)).iloc[0]
     ref = _reference(root, nat["host_id"])
     if ref is not None and "loop" in ref.index:
         guest, src = float(ref.loc["loop", "python_cycles"]), "同じ記録の"
     else:
         ex = load_measured("exits", root)
         ex = ex[(ex["host_id"] == nat["host_id"]) & (ex["kind"] == "loop") & (ex["status"] == "ok")]
-        guest, src = float(_newest_host(ex).iloc[0]["cycles_per_exit"]), "別の日の記録の"
+        guest, src = float(newest_recording(ex).iloc[0]["cycles_per_exit"]), "別の日の記録の"
     return nat, guest, float(nat["cycles_per_iteration"]), src
 
 
@@ -76,7 +73,7 @@ def floor_words(root: str | None = None) -> dict[str, str]:
 def python_vs_c_words(root: str | None = None) -> dict[str, str]:
     """How much the VMM's language adds, from the newest Python-vs-C recording."""
     ref = load_measured("reference", root)
-    last = _newest_host(ref)
+    last = newest_recording(ref)
     r = last.set_index("kind")
     user = [k for k in USER_KINDS if k in r.index]
     kernel = [k for k in KERNEL_KINDS if k in r.index]
@@ -102,7 +99,7 @@ def python_vs_c_words(root: str | None = None) -> dict[str, str]:
 def exit_words(root: str | None = None) -> dict[str, str]:
     """Userspace vs kernel vs ioeventfd on the newest exits recording (protected32)."""
     ex = load_measured("exits", root)
-    ex = _newest_host(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
+    ex = newest_recording(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
     row = ex.iloc[0]
     backend = backend_ja(row["kvm_modules"], bool(row["nested"]))
     out: dict[str, str] = {"rec_host_sentence": host_sentence(row),
@@ -130,7 +127,7 @@ def exit_words(root: str | None = None) -> dict[str, str]:
 def summary_words(root: str | None = None) -> dict[str, str]:
     """The part's closing bullets about costs and the back end, from the same recordings as the chapter."""
     ex = load_measured("exits", root)
-    ex = _newest_host(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
+    ex = newest_recording(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
     row = ex.iloc[0]
     net = {k: float(ex.loc[k, "net_cycles_per_exit"]) for k in ("pio_user", "cpuid", "pio_ioeventfd")}
     where = f"記録済みのホスト {row['host_id']} では、"
