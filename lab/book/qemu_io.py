@@ -24,7 +24,7 @@ from matplotlib.patches import Patch
 
 from lab.bench import harness
 from lab.bench import qemu_io as bench
-from lab.book import fallback, plots, words
+from lab.book import fallback, pages, plots, words
 from lab.book.widgets import Switchable
 
 #: Set to 1 to let a chapter cell boot the guests (about 40 s) when everything is there.
@@ -107,8 +107,9 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={"kernel_provenance": "host_kernel"})
 
 
-def _newest(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
-    frame = harness.newest_recording(_normalise(frame))
+def _data(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
+    """One qemu-io recording (its rows joined with provenance) as the chapter's data."""
+    frame = _normalise(frame)
     if frame.empty:
         raise ValueError("no qemu-io recording: run 'python -m lab bench qemu-io --record' with the guest kit")
     latest = frame["recorded_at"].iloc[0]
@@ -122,14 +123,9 @@ def _newest(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
                       reason=reason)
 
 
-def load_recorded(root: str | None = None, host_id: str | None = None) -> QemuIoData:
-    """The newest qemu-io recording under ``data/measured`` (of ``host_id`` if given)."""
-    data = bench.load_recorded(root)
-    if host_id is not None:
-        data = data[data["host_id"] == host_id]
-        if data.empty:
-            raise KeyError(f"no qemu-io recording of host {host_id!r}")
-    return _newest(data, live=False)
+def load_recorded(root: str | None = None, page: str = "virtio") -> QemuIoData:
+    """The qemu-io recording of ``page``'s recorded data set (:func:`lab.book.pages.data`)."""
+    return _data(pages.data(page, root, live=False).get("qemu-io"), live=False)
 
 
 def live_reason() -> str | None:
@@ -170,7 +166,7 @@ def measure() -> QemuIoData:
     if not bad.empty:
         raise RuntimeError(f"qemu-io: {bad.iloc[0]['config']} {bad.iloc[0]['op']}: {bad.iloc[0]['reason']}")
     extra = {k: v for k, v in prov.items() if k not in frame.columns}
-    return _newest(frame.assign(host_kernel=prov["kernel"], **extra), live=True)
+    return _data(frame.assign(host_kernel=prov["kernel"], **extra), live=True)
 
 
 def load(live: bool | None = None, root: str | None = None) -> QemuIoData:
