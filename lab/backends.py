@@ -26,7 +26,11 @@ Columns:
 * ``nested_flag`` - the CPUID flag ``KVM_GET_SUPPORTED_CPUID`` offers for
   nested virtualization (``svm``/``vmx``; None on PVM);
 * ``userspace_exits`` - which of the exit benchmark's kinds return to the
-  VMM process (the others are completed inside the kernel).
+  VMM process (the others are completed inside the kernel);
+* ``guest_code`` - who executes the instructions of this book's tiny guests:
+  ``cpu`` (VT-x / AMD-V run them on the processor until an exit) or
+  ``emulator`` (PVM runs only PVM-aware 64-bit kernels directly; these guests
+  go through KVM's instruction emulator, one instruction at a time).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class Backend:
     nested_flag: str | None
     userspace_exits: tuple[str, ...]
     tested_here: str
+    guest_code: str = "cpu"
 
 
 TABLE: dict[str, Backend] = {b.name: b for b in (
@@ -69,7 +74,7 @@ TABLE: dict[str, Backend] = {b.name: b for b in (
     Backend("kvm_intel", "Intel VT-x", "vmcall", True, ENOSYS_RAX, "rewritten", "vmx",
             ("pio_user", "mmio_user"), "not here: QEMU TCG does not emulate VMX"),
     Backend("kvm_pvm", "none (PVM: guest at CPL 3 on shadow page tables)", None, False, None, None, None,
-            ("pio_user", "mmio_user"), "on the host: make test"),
+            ("pio_user", "mmio_user"), "on the host: make test", guest_code="emulator"),
 )}
 
 

@@ -25,6 +25,7 @@ SOSP_DIR = PUBLISHED_DIR / "sosp2003"
 ADAMS_DIR = PUBLISHED_DIR / "adams_agesen2006"
 GREGG_DIR = PUBLISHED_DIR / "gregg2017"
 ACQUISITIONS_DIR = PUBLISHED_DIR / "acquisitions"
+VMEXIT_DIR = PUBLISHED_DIR / "vmexit"
 TIMELINE_DIR = DATA_DIR
 
 
@@ -57,6 +58,11 @@ def sosp_text(key: str) -> float:
     if key not in table.index:
         raise KeyError(f"no SOSP 2003 text figure {key!r}; known: {', '.join(table.index)}")
     return float(table.loc[key, "value"])
+
+
+def vmexit_costs() -> pd.DataFrame:
+    """KVM exit costs measured with kvm-unit-tests ``vmexit``: bare metal and nested (L2), one row per figure."""
+    return _fresh(VMEXIT_DIR, "vmexit")
 
 
 def adams_agesen() -> pd.DataFrame:

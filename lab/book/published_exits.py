@@ -10,14 +10,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
-from lab import datapackage, paths
+from lab import published
 from lab.book import plots
 
 LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
 
 
 def load() -> pd.DataFrame:
-    return datapackage.load_resource(paths.PUBLISHED_DIR / "vmexit", "vmexit")
+    return published.vmexit_costs()
 
 
 _LEVELS = {"bare_metal": "ベアメタル", "nested_l2": "入れ子(L2)"}
