@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from lab import host, kvm
+from lab.analysis import measures
+from lab.analysis.compare import Comparison, compare
 from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, pages, plots
@@ -179,17 +181,30 @@ def figure(data: IoData, highlight: tuple[str, ...], metric: str) -> Figure:
     return fig
 
 
+def backend_caution(data: IoData) -> str:
+    """Why the ratios of ``data`` are host-specific and the exit counts are not, for its back end."""
+    caps = measures.capabilities(data.kvm_backend)
+    if caps.exit_costs:
+        why = "1 回の exit のコストは CPU やホストによって変わるので、"
+    elif caps.emulated:
+        why = ("このホストの KVM は PVM で、1 回あたりのコストには命令のエミュレーションが含まれ、"
+               "ハードウェアの exit のコストとは別物なので、")
+    else:
+        why = "このホストの KVM のバックエンドでは 1 回あたりのコストに何が含まれるか分からないので、"
+    return why + "速さの倍率そのものより「exit の回数が桁で違う」ことに注目してください(回数はどのバックエンドでも正確です)。"
+
+
 def summary(data: IoData) -> dict[str, str]:
     """The numbers the chapter's prose quotes, formatted (keys are glue names without prefix)."""
     f = data.frame
     small, large = int(f["batch"].min()), int(f["batch"].max())
     size = int(f["size"].iloc[0])
     rps = {m: {b: data.value(m, b, "requests_per_s") for b in (small, large)} for m in MODE_NAMES}
-    efd_small = rps["virtio_ioeventfd"][small] / rps["virtio"][small]
-    efd_large = rps["virtio_ioeventfd"][large] / rps["virtio"][large]
+    efd_small = compare(rps["virtio_ioeventfd"][small], rps["virtio"][small])
+    efd_large = compare(rps["virtio_ioeventfd"][large], rps["virtio"][large])
 
-    def word(ratio: float) -> str:
-        return "ほぼ同じ" if 0.9 <= ratio <= 1.1 else ("速い" if ratio > 1 else "遅い")
+    def word(c: Comparison) -> str:
+        return {"same": "ほぼ同じ", "higher": "速い", "lower": "遅い"}[c.direction]
 
     return {
         "size": f"{size}",
@@ -207,8 +222,8 @@ def summary(data: IoData) -> dict[str, str]:
         "virtio_large_epr": f"{data.value('virtio', large, 'exits_per_request'):.4f}",
         "efd_small_word": word(efd_small),
         "efd_large_word": word(efd_large),
-        "efd_small_ratio": f"{efd_small:.2f}",
-        "efd_large_ratio": f"{efd_large:.2f}",
+        "efd_small_ratio": f"{efd_small.ratio:.2f}",
+        "efd_large_ratio": f"{efd_large.ratio:.2f}",
         "host": data.host_id,
     }
 

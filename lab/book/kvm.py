@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab import datapackage, paths
+from lab import datapackage, paths, published
+from lab.analysis import vmexit as analysis_vmexit
 from lab.bench import exits as bench_exits
 from lab.bench import tour as bench_tour
 from lab.book import fallback, pages, plots, published_exits
@@ -288,40 +289,26 @@ def plot_recorded(root: str | None = None) -> Figure:
 
 
 def vmexit_facts(root: str | None = None) -> dict[str, Any]:
-    """Every number the VMExit chapter's prose quotes, computed from data/ (glued into the text)."""
-    facts: dict[str, Any] = {}
-    s = published_exits.summary().set_index("test")
-    pub = published_exits.load()
-    nested = pub[pub["level"] == "nested_l2"].set_index(["test", "variant"])["cycles"]
-    facts.update({
-        "pub_cpuid_bare_min": int(s.loc["cpuid", "bare_min"]), "pub_cpuid_bare_max": int(s.loc["cpuid", "bare_max"]),
-        "pub_vmcall_bare": int(s.loc["vmcall", "bare_min"]),
-        "pub_cpuid_nested": int(s.loc["cpuid", "nested"]), "pub_vmcall_nested": int(s.loc["vmcall", "nested"]),
-        "ratio_cpuid": float(s.loc["cpuid", "ratio"]), "ratio_vmcall": float(s.loc["vmcall", "ratio"]),
-        "pub_inl_qemu_nested": int(nested[("inl_from_qemu", "after_patch")]),
-        "pub_inl_kernel_nested": int(nested[("inl_from_kernel", "after_patch")]),
-    })
-    facts["ratio_qemu_kernel"] = facts["pub_inl_qemu_nested"] / facts["pub_inl_kernel_nested"]
-    before = int(nested[("cpuid", "before_patch")])
-    facts["pub_cpuid_nested_before"] = before
-    facts["bonzini_cpuid_gain_pct"] = 100.0 * (before - facts["pub_cpuid_nested"]) / before
-    ratios = [facts["ratio_cpuid"], facts["ratio_vmcall"]]
-    facts["ratio_min"], facts["ratio_max"] = min(ratios), max(ratios)
-    adams = datapackage.load_resource(paths.PUBLISHED_DIR / "adams_agesen2006", "nanobench")
-    a = adams[adams["operation"] == "in"].set_index("mode")["cycles"]
-    facts["adams_in_native"], facts["adams_in_vtx"] = int(a["native"]), int(a["vtx"])
-
+    """Every number the VMExit chapter's prose quotes (glued into the text): the published figures and the
+    recorded host's exits recording, as :mod:`lab.analysis.vmexit` computes them."""
+    pub = analysis_vmexit.published_costs()
+    facts: dict[str, Any] = {
+        "pub_cpuid_bare_min": int(pub.cpuid_bare_min), "pub_cpuid_bare_max": int(pub.cpuid_bare_max),
+        "pub_vmcall_bare": int(pub.vmcall_bare),
+        "pub_cpuid_nested": int(pub.cpuid_nested), "pub_vmcall_nested": int(pub.vmcall_nested),
+        "ratio_cpuid": pub.ratio_cpuid, "ratio_vmcall": pub.ratio_vmcall,
+        "ratio_min": min(pub.ratio_cpuid, pub.ratio_vmcall), "ratio_max": max(pub.ratio_cpuid, pub.ratio_vmcall),
+        "pub_inl_qemu_nested": int(pub.inl_qemu_nested), "pub_inl_kernel_nested": int(pub.inl_kernel_nested),
+        "ratio_qemu_kernel": pub.ratio_qemu_kernel,
+        "pub_cpuid_nested_before": int(pub.cpuid_nested_before), "bonzini_cpuid_gain_pct": pub.nested_gain_pct,
+        "adams_in_native": published.adams_cycles("in", "native"), "adams_in_vtx": published.adams_cycles("in", "vtx"),
+    }
     ds = pages.data("vmexit", root, live=False)
     rec = ds.get("exits", mode="protected32").set_index("kind")
     if rec.empty:
         raise datapackage.DataError(f"host {ds.host_id} has no exits recording in protected32 mode: "
                                     f"run 'python -m lab record --only exits' there")
     facts["rec_host"] = Text(ds.host_id)
-    for kind in ("loop", "cpuid", "pio_user", "mmio_user", "pio_ioeventfd"):
-        if kind in rec.index and rec.loc[kind, "status"] == "ok":
-            facts[f"rec_{kind}"] = float(rec.loc[kind, "cycles_per_exit"])
-            facts[f"rec_{kind}_net"] = float(rec.loc[kind, "net_cycles_per_exit"])
-            facts[f"rec_{kind}_ns"] = float(rec.loc[kind, "ns_per_exit"])
     hc = rec.loc["hypercall"] if "hypercall" in rec.index else None
     status = hc["status"] if hc is not None else "not recorded"
     facts["rec_hypercall_status"] = Text({"ok": "測定できた", "unavailable": "測定不能(unavailable)",
@@ -331,10 +318,4 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
         "このホストの KVM ではハイパーコールの命令が完了せず、見張り役が KVM_RUN を止めています。"
         "表に値の代わりに理由が書かれているのはそのためです。" if status == "unavailable" else
         "このホストではハイパーコールも完了し、値が記録されています。")
-    if "rec_pio_user" in facts and "rec_cpuid" in facts:
-        facts["rec_user_over_kernel"] = facts["rec_pio_user_net"] / max(facts["rec_cpuid_net"], 1.0)
-        if "rec_pio_ioeventfd" in facts:
-            facts["rec_user_over_ioeventfd"] = facts["rec_pio_user"] / max(facts["rec_pio_ioeventfd"], 1.0)
-        bare_mid = (facts["pub_cpuid_bare_min"] + facts["pub_cpuid_bare_max"]) / 2
-        facts["rec_cpuid_over_bare"] = facts["rec_cpuid"] / bare_mid
     return facts

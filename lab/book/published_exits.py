@@ -1,7 +1,7 @@
 """The published KVM exit costs (kvm-unit-tests ``vmexit``): bare metal against nested, as a table and a figure.
 
-The figures live in ``data/published/vmexit`` with their sources; the VMExit
-chapter shows them and words its comparisons from :func:`summary`.
+The figures live in ``data/published/vmexit`` with their sources; the ratios
+come from :func:`lab.analysis.vmexit.published_costs`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from lab import published
+from lab.analysis import vmexit
 from lab.book import plots
 
 LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
@@ -40,35 +41,23 @@ def table() -> Styler:
     return table.style.hide(axis="index")
 
 
-def summary() -> pd.DataFrame:
-    """Bare metal vs nested for cpuid and vmcall, from the published figures (after-patch / ranges)."""
-    pub = load()
-    rows = []
-    for test in ("cpuid", "vmcall"):
-        bare = pub[(pub["level"] == "bare_metal") & (pub["test"] == test) & (pub["variant"] != "before_patch")]
-        nested = pub[(pub["level"] == "nested_l2") & (pub["test"] == test) & (pub["variant"] == "after_patch")]
-        bare_vals = list(bare["cycles"]) + [v for v in bare["cycles_high"] if pd.notna(v)]
-        b = sum(bare_vals) / len(bare_vals)
-        nv = float(nested["cycles"].iloc[0])
-        rows.append({"test": test, "bare_metal": b, "bare_min": min(bare_vals), "bare_max": max(bare_vals),
-                     "nested": nv, "ratio": nv / b,
-                     "sources": ", ".join(sorted(set(bare["source"]) | set(nested["source"])))})
-    return pd.DataFrame(rows)
-
-
 def plot() -> Figure:
     """Bars: published bare-metal vs nested cycles per exit."""
-    s = summary()
+    p = vmexit.published_costs()
+    tests = ("cpuid", "vmcall")
+    bare = (p.cpuid_bare_mean, p.vmcall_bare_mean)
+    nested = (p.cpuid_nested, p.vmcall_nested)
+    ratios = (p.ratio_cpuid, p.ratio_vmcall)
     fig, ax = plots.figure()
-    x = range(len(s))
-    ax.bar([i - 0.2 for i in x], s["bare_metal"], width=0.4, label=LEVEL_LABELS["bare_metal"], color="#4d4d4d")
-    ax.bar([i + 0.2 for i in x], s["nested"], width=0.4, label=LEVEL_LABELS["nested_l2"], color="#d95f02")
-    for i, r in s.iterrows():
-        ax.text(i + 0.2, r["nested"], f"×{r['ratio']:.1f}", ha="center", va="bottom")
-    ax.set_xticks(list(x), list(s["test"]))
+    x = range(len(tests))
+    ax.bar([i - 0.2 for i in x], bare, width=0.4, label=LEVEL_LABELS["bare_metal"], color="#4d4d4d")
+    ax.bar([i + 0.2 for i in x], nested, width=0.4, label=LEVEL_LABELS["nested_l2"], color="#d95f02")
+    for i, (n, r) in enumerate(zip(nested, ratios, strict=True)):
+        ax.text(i + 0.2, n, f"×{r:.1f}", ha="center", va="bottom")
+    ax.set_xticks(list(x), list(tests))
     ax.set_ylabel("1 回の exit のサイクル数")
     ax.set_title("kvm-unit-tests vmexit の公表値:ベアメタルと入れ子")
-    ax.set_ylim(0, s["nested"].max() * 1.25)
+    ax.set_ylim(0, max(nested) * 1.25)
     ax.legend(loc="upper center", ncols=2)
     fig.tight_layout()
     return fig

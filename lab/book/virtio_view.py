@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lab import host
+from lab.analysis.compare import compare
 from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, pages
@@ -133,18 +134,18 @@ def sentences(data: IoData) -> dict[str, str]:
     small_meaning = ("一件ずつ通知するなら、記述子とリングを書く手間がある分、"
                      "virtio が PV より有利になる理由はありません。"
                      "リングが効くのは、まとめて渡せるときです。"
-                     if rps["virtio"][small] <= rps["pv"][small] * 1.05 else
+                     if compare(rps["virtio"][small], rps["pv"][small]).direction != "higher" else
                      "このデータでは、一件ずつ通知しても virtio が PV を上回りました。")
-    efd = {b: rps["virtio_ioeventfd"][b] / rps["virtio"][b] for b in (small, large)}
+    efd = {b: compare(rps["virtio_ioeventfd"][b], rps["virtio"][b]).direction for b in (small, large)}
     efd_words = [rate_ja(f"バッチ {b} の virtio + ioeventfd", rps["virtio_ioeventfd"][b],
                          "通知のたびに exit する virtio", rps["virtio"][b]) for b in (small, large)]
-    if min(efd.values()) > 1.05:
+    if set(efd.values()) == {"higher"}:
         efd_meaning = ("ユーザー空間への往復をなくした分だけ、速くなっています。"
                        "ただし差は exit の回数の差ほど大きくありません。"
                        "通知はホストの別のスレッドに渡り、そのスレッドが目を覚まし、"
                        "Python ではさらにインタプリタのロックを取ってからリングを処理するので、"
                        "exit がなくなっても仕事がなくなるわけではないからです。")
-    elif max(efd.values()) < 0.95:
+    elif set(efd.values()) == {"lower"}:
         efd_meaning = ("exit がなくなったのに遅くなりました。"
                        "通知はホストの別のスレッドに渡り、そのスレッドが目を覚まし、"
                        "Python ではさらにインタプリタのロックを取ってからリングを処理します。"
