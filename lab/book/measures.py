@@ -8,6 +8,7 @@ a reader of a VT-x / AMD-V recording sees which rows are.
 from __future__ import annotations
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from lab.analysis import measures
 
@@ -17,7 +18,7 @@ PARTS_JA = {
     "loop_emulated": "空ループ(KVM の命令エミュレータが実行)",
     "hardware_exit": "ハードウェアの VM exit と VM entry",
     "instruction_emulated": "exit を起こす命令のエミュレーション",
-    "kvm_handler": "KVM の処理(cpuid の表、I/O や MMIO の解読)",
+    "kvm_handler": "KVM の処理",
     "eventfd_signal": "eventfd への通知",
     "userspace_round_trip": "VMM のプロセスまでの往復(KVM_RUN から戻り、処理して、また呼ぶ)",
 }
@@ -42,7 +43,7 @@ KINDS_JA = {
 }
 
 
-def contents_table(kvm_backend: str | None) -> pd.DataFrame:
+def contents_table(kvm_backend: str | None) -> Styler:
     """One row per kind of the exits benchmark: what its number contains on ``kvm_backend``."""
     rows = []
     for kind in measures.KINDS:
@@ -50,7 +51,7 @@ def contents_table(kvm_backend: str | None) -> pd.DataFrame:
         rows.append({"種類": KINDS_JA[kind],
                      "1 回の値に含まれるもの": "不明(このバックエンドは表にありません)" if parts is None
                      else " + ".join(PARTS_JA[p] for p in parts)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).style.hide(axis="index")
 
 
 def measurable_ja(kvm_backend: str | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from lab.analysis import vmexit
 from lab.analysis.compare import Comparison
@@ -117,7 +118,7 @@ def user_words(f: vmexit.ExitFacts) -> dict[str, str]:
     return out
 
 
-def rows_table(root: str | None = None) -> pd.DataFrame:
+def rows_table(root: str | None = None) -> Styler:
     """What one row of each kind contains on the recorded host's back end (:mod:`lab.book.measures`)."""
     return contents_table(facts(_data(root)).backend.backend)
 
