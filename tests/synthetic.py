@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab import transcripts
+from lab import datapackage, transcripts
 from lab.bench import exits, harness, native, qemu_io, reference, tour
 from lab.bench import io as bench_io
 
@@ -186,42 +186,62 @@ def make_host(root: str | Path, host_id: str, profile: str = FORWARD, *, scale: 
                 "lab_version": "0.1.0", "python": "3.11.0", "tsc_khz": 2_100_000.0,
                 "tsc_source": "KVM_GET_TSC_KHZ", "command": f"tests/synthetic.py {command}"}
 
-    path = Path(root) / host_id
+    recordings: list[tuple[str, pd.DataFrame, list[dict[str, Any]], dict[str, Any]]] = []
+
+    def add(resource: str, rows: list[dict[str, Any]], fields: list[dict[str, Any]], command: str) -> None:
+        p = prov(command)
+        recordings.append((resource, _frame(rows, fields, p), fields, p))
+
     for resource in resources:
         if resource == "exits":
             for mode in ("protected32", "long64"):
-                p = prov(f"exits --mode {mode}")
-                harness.record("exits", _frame(_exits_rows(profile, scale, mode), exits.FIELDS, p), exits.FIELDS,
-                               p, root=root)
+                add("exits", _exits_rows(profile, scale, mode), exits.FIELDS, f"exits --mode {mode}")
         elif resource == "native":
             c = _NATIVE[profile] * scale
-            p = prov("native")
-            rows = [{"iterations": 1_000_000, "repeat": 21, "cycles_per_iteration": c, "cycles_q1": c * 0.99,
-                     "cycles_q3": c * 1.01}]
-            harness.record("native", _frame(rows, native.FIELDS, p), native.FIELDS, p, root=root)
+            add("native", [{"iterations": 1_000_000, "repeat": 21, "cycles_per_iteration": c,
+                            "cycles_q1": c * 0.99, "cycles_q3": c * 1.01}], native.FIELDS, "native")
         elif resource == "reference":
-            p = prov("reference")
-            rows = [{"kind": k, "mode": "protected32", "iterations": 5000, "runs": 63,
-                     "python_cycles": py * scale, "python_q1": py * scale * 0.97, "python_q3": py * scale * 1.03,
-                     "c_cycles": c * scale, "c_q1": c * scale * 0.97, "c_q3": c * scale * 1.03}
-                    for k, (py, c) in _REFERENCE[profile].items()]
-            harness.record("reference", _frame(rows, reference.FIELDS, p), reference.FIELDS, p, root=root)
+            add("reference", [{"kind": k, "mode": "protected32", "iterations": 5000, "runs": 63,
+                               "python_cycles": py * scale, "python_q1": py * scale * 0.97,
+                               "python_q3": py * scale * 1.03, "c_cycles": c * scale, "c_q1": c * scale * 0.97,
+                               "c_q3": c * scale * 1.03} for k, (py, c) in _REFERENCE[profile].items()],
+                reference.FIELDS, "reference")
         elif resource == "tour":
-            p = prov("tour")
-            harness.record("tour", _frame(_tour_rows(profile), tour.FIELDS, p), tour.FIELDS, p, root=root)
+            add("tour", _tour_rows(profile), tour.FIELDS, "tour")
         elif resource == "io":
-            p = prov("io")
-            harness.record("io", _frame(_io_rows(profile, scale), bench_io.FIELDS, p), bench_io.FIELDS, p, root=root)
+            add("io", _io_rows(profile, scale), bench_io.FIELDS, "io")
         elif resource == "qemu-io":
-            p = prov("qemu-io")
-            harness.record("qemu-io", _frame(_qemu_io_rows(profile), qemu_io.FIELDS, p), qemu_io.FIELDS, p,
-                           root=root)
+            add("qemu-io", _qemu_io_rows(profile), qemu_io.FIELDS, "qemu-io")
         elif resource == "transcripts":
-            p = prov("transcripts")
-            harness.record(transcripts.RESOURCE, _frame(_transcript_rows(host_id), transcripts.FIELDS, p),
-                           transcripts.FIELDS, p, root=root)
+            add(transcripts.RESOURCE, _transcript_rows(host_id), transcripts.FIELDS, "transcripts")
         else:
             raise ValueError(f"no synthetic {resource!r}")
+    return _write(Path(root), host_id, recordings)
+
+
+def _write(root: Path, host_id: str,
+           recordings: list[tuple[str, pd.DataFrame, list[dict[str, Any]], dict[str, Any]]]) -> Path:
+    """A new package in one write (the recorder's schema and checks); into an existing one, recording by recording."""
+    path = root / host_id
+    if (path / "datapackage.json").exists():
+        for resource, frame, fields, p in recordings:
+            harness.record(resource, frame, fields, p, root=root)
+        return path
+    names = [f["name"] for f in harness.PROVENANCE_FIELDS]
+    frames: dict[str, pd.DataFrame] = {"provenance": pd.DataFrame(
+        [{n: harness._cell(p.get(n)) for n in names} for *_, p in recordings], columns=names)}
+    descriptor = {"name": f"{harness.PACKAGE_NAME_PREFIX}{host_id}",
+                  "title": f"SYNTHETIC TEST HOST {host_id} (tests/synthetic.py, not a measurement)",
+                  "resources": [harness.PROVENANCE_RESOURCE]}
+    for resource, frame, fields, _ in recordings:
+        if resource in frames:
+            frames[resource] = pd.concat([frames[resource], frame], ignore_index=True)
+        else:
+            frames[resource] = frame
+            descriptor["resources"].append({"name": resource, "path": f"{resource}.csv", "description": "synthetic",
+                                            "schema": {"fields": fields}})
+    datapackage.write_package(path, descriptor, frames)
+    harness.check_links(path)
     return path
 
 
