@@ -123,15 +123,37 @@ def measured_root(root: str | Path | None = None) -> Path:
     return Path(root if root is not None else os.environ.get(harness.MEASURED_DIR_ENV) or paths.MEASURED_DIR)
 
 
+#: Loaded resources, by (folder, resource) -> (the packages' fingerprint, frame or None): a page asks
+#: for the same recordings from several cells, and validating them again each time is most of a build.
+_CACHE: dict[tuple[str, str], tuple[tuple[Any, ...], pd.DataFrame | None]] = {}
+
+
+def _fingerprint(root: Path) -> tuple[Any, ...]:
+    """What changes when a package under ``root`` is written (a package is replaced as a whole)."""
+    out = []
+    for pkg in datapackage.find_packages(root) if root.exists() else []:
+        st = (pkg / datapackage.DESCRIPTOR).stat()
+        out.append((pkg.name, st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def _load(resources: Iterable[str], root: Path) -> dict[str, pd.DataFrame]:
-    """Every host's rows of each resource that some host recorded."""
+    """Every host's rows of each resource that some host recorded (validated; cached while unchanged)."""
     out = {}
+    stamp = _fingerprint(root)
     for resource in dict.fromkeys(resources):
-        try:
-            out[resource] = harness.load_measured(resource, root)
-        except datapackage.DataError as exc:
-            if "no recording of" not in str(exc):
-                raise
+        key = (str(root.resolve()), resource)
+        cached = _CACHE.get(key)
+        if cached is None or cached[0] != stamp:
+            try:
+                frame: pd.DataFrame | None = harness.load_measured(resource, root)
+            except datapackage.DataError as exc:
+                if "no recording of" not in str(exc):
+                    raise
+                frame = None
+            _CACHE[key] = cached = (stamp, frame)
+        if cached[1] is not None:
+            out[resource] = cached[1]
     return out
 
 
