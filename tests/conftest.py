@@ -68,14 +68,16 @@ def live_reason(name: str) -> str | None:
 @pytest.fixture(scope="session")
 def synthetic_roots(tmp_path_factory):
     """Folders laid out like data/measured, of synthetic hosts (tests/synthetic.py): ``forward`` (one host),
-    ``reversed`` (one host, every ordering the other way) and ``both`` (the two, the reversed one newer)."""
+    ``reversed`` (one host, every ordering the other way), ``both`` (the two, the reversed one newer) and
+    ``vtx`` (the forward numbers recorded on ``kvm_intel``: what only the back end changes)."""
     import synthetic
 
     base = tmp_path_factory.mktemp("synthetic")
     synthetic.make_host(base / "forward", synthetic.FORWARD_ID, synthetic.FORWARD)
     synthetic.make_host(base / "reversed", synthetic.REVERSED_ID, synthetic.REVERSED)
     synthetic.two_hosts(base / "both")
-    return {name: str(base / name) for name in ("forward", "reversed", "both")}
+    synthetic.make_host(base / "vtx", synthetic.OTHER_ID, synthetic.FORWARD, backend="kvm_intel")
+    return {name: str(base / name) for name in ("forward", "reversed", "both", "vtx")}
 
 
 @pytest.fixture(autouse=True)

@@ -171,9 +171,10 @@ def _transcript_rows(host_id: str) -> list[dict[str, Any]]:
 
 
 def make_host(root: str | Path, host_id: str, profile: str = FORWARD, *, scale: float = 1.0,
-              start: datetime = BASE, resources: tuple[str, ...] = RESOURCES) -> Path:
-    """Write one synthetic host's package under ``root``; returns its folder."""
-    backend = "kvm_pvm" if profile == FORWARD else "kvm_amd"
+              start: datetime = BASE, resources: tuple[str, ...] = RESOURCES, backend: str | None = None) -> Path:
+    """Write one synthetic host's package under ``root``; returns its folder. ``backend`` replaces the
+    profile's back end (``kvm_pvm`` forward, ``kvm_amd`` reversed): the same numbers on another back end."""
+    backend = backend or ("kvm_pvm" if profile == FORWARD else "kvm_amd")
     vendor = host_id.split("-")[0]
     minute = iter(range(100))
 
@@ -182,7 +183,7 @@ def make_host(root: str | Path, host_id: str, profile: str = FORWARD, *, scale: 
         return {"host_id": host_id, "recorded_at": when, "cpu_vendor": vendor,
                 "cpu_model": f"Synthetic {vendor.upper()} CPU ({profile}, x{scale:g})", "kernel": "6.1.0-synthetic",
                 "runs_in_vm": True, "kvm_backend": backend, "kvm_modules": f"kvm {backend}",
-                "kvm_nested_param": "" if backend == "kvm_pvm" else "kvm_amd=1", "logical_cpus": 2,
+                "kvm_nested_param": "" if backend == "kvm_pvm" else f"{backend}=1", "logical_cpus": 2,
                 "lab_version": "0.1.0", "python": "3.11.0", "tsc_khz": 2_100_000.0,
                 "tsc_source": "KVM_GET_TSC_KHZ", "command": f"tests/synthetic.py {command}"}
 
