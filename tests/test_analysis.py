@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lab import backends
-from lab.analysis import compare, io_model, measures, vmexit
+from lab.analysis import compare, io_model, io_paths, measures, vmexit
 
 HOST, WHEN = "test-00000001", "2030-01-02T03:04:05+00:00"
 
@@ -188,3 +188,17 @@ def test_the_model_needs_one_hosts_data_set():
         io_model.model(io_rows().assign(host_id="test-00000002"), facts, "kvm_pvm")
     with pytest.raises(ValueError, match="calibrate"):
         io_model.model(io_rows()[lambda f: f["mode"] != "virtio_ioeventfd"], facts, "kvm_pvm")
+
+
+# --------------------------------------------------------------------------- the I/O paths
+
+
+def test_paths_compare_within_one_recording():
+    rows = io_rows().assign(size=64)
+    p = io_paths.paths(rows)
+    assert (p.small, p.large, p.size) == (1, 8, 64)
+    assert p.pv_vs_hvm.direction == "higher"  # 1 exit per request against 17
+    assert p.exits["virtio"][8] == pytest.approx(1 / 8)
+    assert p.ioeventfd_vs_kick(1).ratio == pytest.approx(p.rps["virtio_ioeventfd"][1] / p.rps["virtio"][1])
+    with pytest.raises(ValueError, match="lacks the paths"):
+        io_paths.paths(rows[rows["mode"] != "pv"])

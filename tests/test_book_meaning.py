@@ -48,8 +48,8 @@ def _page(path: str, monkeypatch, root: str) -> tuple[dict[str, str], str]:
             data = out.get("data", {})
             key = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if key:
-                glued[key] = str(data.get("application/papermill.record/text/markdown")
-                                 or data.get("application/papermill.record/text/plain", ""))
+                md = "application/papermill.record/text/markdown"
+                glued[key] = str(data[md] if md in data else data.get("application/papermill.record/text/plain", ""))
             html.append(str(data.get("text/html", "")))
     return glued, "\n".join(html)
 

@@ -26,6 +26,7 @@ the cycles the request took here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pandas as pd
 
 from lab.analysis.measures import Capabilities, capabilities

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from lab import host, kvm
-from lab.analysis import measures
-from lab.analysis.compare import Comparison, compare
+from lab.analysis import io_paths, measures
+from lab.analysis.compare import Comparison
 from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, pages, plots
@@ -191,35 +191,33 @@ def backend_caution(data: IoData) -> str:
                "ハードウェアの exit のコストとは別物なので、")
     else:
         why = "このホストの KVM のバックエンドでは 1 回あたりのコストに何が含まれるか分からないので、"
-    return why + "速さの倍率そのものより「exit の回数が桁で違う」ことに注目してください(回数はどのバックエンドでも正確です)。"
+    return why + ("速さの倍率そのものより「exit の回数が桁で違う」ことに注目してください"
+                  "(回数はどのバックエンドでも正確です)。")
 
 
 def summary(data: IoData) -> dict[str, str]:
     """The numbers the chapter's prose quotes, formatted (keys are glue names without prefix)."""
-    f = data.frame
-    small, large = int(f["batch"].min()), int(f["batch"].max())
-    size = int(f["size"].iloc[0])
-    rps = {m: {b: data.value(m, b, "requests_per_s") for b in (small, large)} for m in MODE_NAMES}
-    efd_small = compare(rps["virtio_ioeventfd"][small], rps["virtio"][small])
-    efd_large = compare(rps["virtio_ioeventfd"][large], rps["virtio"][large])
+    p = io_paths.paths(data.frame)
+    small, large, rps = p.small, p.large, p.rps
+    efd_small, efd_large = p.ioeventfd_vs_kick(small), p.ioeventfd_vs_kick(large)
 
     def word(c: Comparison) -> str:
         return {"same": "ほぼ同じ", "higher": "速い", "lower": "遅い"}[c.direction]
 
     return {
-        "size": f"{size}",
+        "size": f"{p.size}",
         "small": f"{small}",
         "large": f"{large}",
-        "hvm_epr": f"{data.value('hvm', small, 'exits_per_request'):.0f}",
+        "hvm_epr": f"{p.exits['hvm'][small]:.0f}",
         "hvm_rps": f"{rps['hvm'][small]:,.0f}",
         "pv_rps": f"{rps['pv'][small]:,.0f}",
         "virtio_small_rps": f"{rps['virtio'][small]:,.0f}",
         "virtio_large_rps": f"{rps['virtio'][large]:,.0f}",
-        "pv_over_hvm": f"{rps['pv'][small] / rps['hvm'][small]:.1f}",
-        "virtio_over_hvm": f"{rps['virtio'][large] / rps['hvm'][small]:.1f}",
-        "virtio_over_pv": f"{rps['virtio'][large] / rps['pv'][small]:.1f}",
-        "virtio_small_over_pv": f"{rps['virtio'][small] / rps['pv'][small]:.2f}",
-        "virtio_large_epr": f"{data.value('virtio', large, 'exits_per_request'):.4f}",
+        "pv_over_hvm": f"{p.pv_vs_hvm.ratio:.1f}",
+        "virtio_over_hvm": f"{p.virtio_large_vs_hvm.ratio:.1f}",
+        "virtio_over_pv": f"{p.virtio_large_vs_pv.ratio:.1f}",
+        "virtio_small_over_pv": f"{p.virtio_small_vs_pv.ratio:.2f}",
+        "virtio_large_epr": f"{p.exits['virtio'][large]:.4f}",
         "efd_small_word": word(efd_small),
         "efd_large_word": word(efd_large),
         "efd_small_ratio": f"{efd_small.ratio:.2f}",

@@ -198,7 +198,8 @@ class Model:
 
     def _repr_html_(self) -> str:
         if self._model is None:
-            return self.note()._repr_html_() + fallback.Note("表はありません", self.missing, kind="warning")._repr_html_()
+            missing = fallback.Note("表はありません", self.missing, kind="warning")
+            return self.note()._repr_html_() + missing._repr_html_()
         return self.note()._repr_html_() + self.table().to_html(index=False)
 
     def __repr__(self) -> str:

@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab import datapackage, paths, published
+from lab import datapackage, published
 from lab.analysis import vmexit as analysis_vmexit
 from lab.bench import exits as bench_exits
 from lab.bench import tour as bench_tour
-from lab.book import fallback, pages, plots, published_exits
+from lab.book import fallback, pages, plots
 from lab.book.backend import backend_short
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
 from lab.book.vmm_words import message_ja

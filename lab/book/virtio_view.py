@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lab import host
-from lab.analysis.compare import compare
+from lab.analysis import io_paths
 from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, pages
@@ -124,9 +124,8 @@ def source_sentence(data: IoData) -> str:
 
 def sentences(data: IoData) -> dict[str, str]:
     """The chapter's comparisons of the I/O paths, worded from ``data`` (glue names without the io_ prefix)."""
-    f = data.frame
-    small, large = int(f["batch"].min()), int(f["batch"].max())
-    rps = {m: {b: data.value(m, b, "requests_per_s") for b in (small, large)} for m in MODE_NAMES}
+    p = io_paths.paths(data.frame)
+    small, large, rps = p.small, p.large, p.rps
     pv_hvm = rate_ja("要求一件を一回の通知で渡す PV", rps["pv"][small],
                      "HVM(エミュレーション)", rps["hvm"][small])
     v_large = rate_ja(f"バッチ {large} の virtio", rps["virtio"][large], f"バッチ {small} の PV", rps["pv"][small])
@@ -134,9 +133,9 @@ def sentences(data: IoData) -> dict[str, str]:
     small_meaning = ("一件ずつ通知するなら、記述子とリングを書く手間がある分、"
                      "virtio が PV より有利になる理由はありません。"
                      "リングが効くのは、まとめて渡せるときです。"
-                     if compare(rps["virtio"][small], rps["pv"][small]).direction != "higher" else
+                     if p.virtio_small_vs_pv.direction != "higher" else
                      "このデータでは、一件ずつ通知しても virtio が PV を上回りました。")
-    efd = {b: compare(rps["virtio_ioeventfd"][b], rps["virtio"][b]).direction for b in (small, large)}
+    efd = {b: p.ioeventfd_vs_kick(b).direction for b in (small, large)}
     efd_words = [rate_ja(f"バッチ {b} の virtio + ioeventfd", rps["virtio_ioeventfd"][b],
                          "通知のたびに exit する virtio", rps["virtio"][b]) for b in (small, large)]
     if set(efd.values()) == {"higher"}:

@@ -105,7 +105,8 @@ def user_words(f: vmexit.ExitFacts) -> dict[str, str]:
     out["round_trip"] = (f"ユーザー空間まで戻る `out`(`pio_user`)は 1 周 {pu:,.0f} サイクル、"
                          f"同じ `out` に ioeventfd を登録した `pio_ioeventfd` は 1 周 {efd:,.0f} サイクルで、"
                          f"その差、ユーザー空間までの往復は {f.round_trip:,.0f} サイクルでした。")
-    out["user_vs_efd"] = cost_ja("ユーザー空間まで戻る `out` の 1 周", pu, "ioeventfd で終わる `out` の 1 周", efd) + "。"
+    out["user_vs_efd"] = cost_ja("ユーザー空間まで戻る `out` の 1 周", pu,
+                                 "ioeventfd で終わる `out` の 1 周", efd) + "。"
     out["efd_direction"] = (
         "ユーザー空間への往復を省くことの効き目は、入れ子の公表値(`inl_from_qemu` と `inl_from_kernel`)と"
         "同じ向きに現れています。" if f.user_vs_ioeventfd.direction == "higher" else
@@ -137,8 +138,9 @@ def floor_words(root: str | None = None) -> dict[str, str]:
     head = (f"{host_sentence(nat)}では、exit の測定と同じ記録のゲストの空ループ 1 周が {fl.guest:,.0f} サイクル、"
             f"同じ命令をホストのプロセスでそのまま走らせると {fl.native:.2f} サイクルで、{fl.ratio:,.0f} 倍でした。")
     if fl.emulated:
-        why = ("PVM 向けに書かれていないこの本のゲストは、命令を 1 つずつ KVM の命令エミュレータで処理されているためです。"
-               if is_pvm(str(nat["kvm_backend"])) else "ゲストの命令が CPU でそのまま実行されていないことを示しています。")
+        why = ("PVM 向けに書かれていないこの本のゲストは、命令を 1 つずつ KVM の命令エミュレータで"
+               "処理されているためです。" if is_pvm(str(nat["kvm_backend"])) else
+               "ゲストの命令が CPU でそのまま実行されていないことを示しています。")
         meaning = (f"このホストの表の値には、どの行にもこの下限(1 周あたり約 {fl.guest:,.0f} サイクル)が含まれます。"
                    "VT-x や AMD-V の KVM なら下限はホストとほぼ同じ数サイクルなので、正味の値はほぼ exit そのものの"
                    "コストになりますが、このホストでは空ループを引いてもエミュレーションの時間が残ります。")
@@ -152,8 +154,8 @@ def floor_words(root: str | None = None) -> dict[str, str]:
                     f"この記録の{_ratio_ja(other)}でした。")
         if other.direction != "same":
             meaning += ("同じゲストのバイト列でも、測った時刻が違えば下限も違います。"
-                        + ("PVM では空ループそのものがエミュレーションなので、その速さがホストの負荷や時刻で変わります。"
-                           if fl.emulated else "")
+                        + ("PVM では空ループそのものがエミュレーションなので、"
+                           "その速さがホストの負荷や時刻で変わります。" if fl.emulated else "")
                         + "そのため、このページでは正味の値に、いつも同じ記録の空ループを使います。")
     return {"floor_sentence": head + why, "floor_meaning": meaning}
 
