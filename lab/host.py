@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from lab import __version__, kvm
 from lab.devnode import DeviceAccess, device_access
 
 #: Schema name of :meth:`Probe.as_dict`; bump it when a field changes meaning.
-PROBE_SCHEMA = "lab.probe/1"
+PROBE_SCHEMA = "lab.probe/2"
 
 KVM_DEVICE = kvm.DEVICE
 VIRT_FLAGS = ("vmx", "svm")
@@ -121,6 +122,23 @@ class KvmModule:
         return KVM_BACKENDS.get(self.name)
 
 
+#: The value of ``kvm_backend`` when no kvm module is loaded.
+NO_BACKEND = "none"
+
+
+def kvm_backend_of(module_names: Iterable[str]) -> str:
+    """The KVM back end that the loaded kvm* modules name, as recorded in provenance.
+
+    A known back end (``kvm_intel``, ``kvm_amd``, ``kvm_pvm``) when one is loaded; otherwise
+    the first other ``kvm_*`` module (a back end this book does not know yet, by its name);
+    otherwise ``none``.
+    """
+    names = [n for n in module_names if n]
+    known = [n for n in names if n in KVM_BACKENDS]
+    other = [n for n in names if n.startswith("kvm_")]
+    return (known or other or [NO_BACKEND])[0]
+
+
 @dataclass(frozen=True)
 class KvmInfo:
     device: str
@@ -136,9 +154,9 @@ class KvmInfo:
     access: DeviceAccess | None = None
 
     @property
-    def backend(self) -> str | None:
-        """The loaded back-end module (kvm_intel, kvm_amd, kvm_pvm), if any is known."""
-        return next((m.name for m in self.modules if m.backend), None)
+    def backend(self) -> str:
+        """The loaded back-end module (kvm_intel, kvm_amd, kvm_pvm, ...): :func:`kvm_backend_of`."""
+        return kvm_backend_of(m.name for m in self.modules)
 
 
 def read_kvm_modules(sys_module: str | os.PathLike[str] = "/sys/module") -> tuple[list[KvmModule], str | None]:
@@ -306,7 +324,7 @@ class Probe:
     libvirt: LibvirtInfo
 
     @property
-    def nested(self) -> bool:
+    def runs_in_vm(self) -> bool:
         """True when this kernel runs inside a VM (the hypervisor bit).
 
         KVM here is nested only when its back end uses the hardware (kvm_intel,
@@ -318,7 +336,7 @@ class Probe:
         d = dataclasses.asdict(self)
         d["cpu"]["vendor_short"] = self.cpu.vendor_short
         d["kvm"]["backend"] = self.kvm.backend
-        return {"schema": PROBE_SCHEMA, **d, "nested": self.nested}
+        return {"schema": PROBE_SCHEMA, **d, "runs_in_vm": self.runs_in_vm}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), ensure_ascii=False, indent=2)

@@ -225,7 +225,7 @@ def load_all(root: str | Path | None = None) -> list[Recording]:
             continue
         harness.check_links(pkg)
         prov = {(p.host_id, p.recorded_at): p for p in
-                datapackage.load_resource(pkg, "provenance").itertuples(index=False)}
+                harness.load_provenance(pkg).itertuples(index=False)}
         for row in datapackage.load_resource(pkg, RESOURCE).itertuples(index=False):
             rows.append((row, prov[(row.host_id, row.recorded_at)]))
     rows.sort(key=lambda pair: pair[0].recorded_at)

@@ -54,7 +54,8 @@ def test_progress_is_silent_off_a_terminal():
 
 def _fake_prov(host_id="intel-0badc0de", when="2026-11-26T08:00:00+00:00"):
     return {"host_id": host_id, "recorded_at": when, "cpu_vendor": "intel", "cpu_model": "Test CPU",
-            "kernel": "6.1.0", "nested": True, "kvm_modules": "kvm kvm_pvm", "kvm_nested_param": "",
+            "kernel": "6.1.0", "runs_in_vm": True, "kvm_backend": "kvm_pvm", "kvm_modules": "kvm kvm_pvm",
+            "kvm_nested_param": "",
             "logical_cpus": 2, "lab_version": "0.1.0", "python": "3.11.7", "tsc_khz": 2_100_000.0,
             "tsc_source": "KVM_GET_TSC_KHZ", "command": "python -m lab record"}
 
@@ -74,7 +75,8 @@ def test_record_writes_a_valid_package_and_keeps_history(tmp_path):
     assert path == tmp_path / prov["host_id"]
     loaded = exits.load_recorded(tmp_path)
     assert list(loaded["kind"]) == ["cpuid", "hypercall"]
-    assert loaded.loc[0, "cpu_model"] == "Test CPU" and bool(loaded.loc[0, "nested"])
+    assert loaded.loc[0, "cpu_model"] == "Test CPU" and bool(loaded.loc[0, "runs_in_vm"])
+    assert loaded.loc[0, "kvm_backend"] == "kvm_pvm"
     # a second recording is added, the first kept
     prov2 = _fake_prov(when="2026-11-26T09:00:00+00:00")
     harness.record("exits", exits.to_frame(_fake_results(), prov2), exits.FIELDS, prov2, root=tmp_path)
@@ -113,6 +115,67 @@ def test_failed_record_leaves_the_old_package_untouched(tmp_path):
     after = {p.name: p.read_text() for p in (tmp_path / prov["host_id"]).iterdir()}
     assert before == after
     assert [p.name for p in tmp_path.iterdir()] == [prov["host_id"]]  # no temporary folder left
+
+
+def _old_layout_package(root, host_id="amd-0c0ffee0", modules=("kvm kvm_amd", "kvm kvm_pvm", "none")):
+    """A package as lab 0.1.0 wrote it: provenance with ``nested`` and no ``kvm_backend``."""
+    old_fields = [dict(f) for f in harness.PROVENANCE_FIELDS if f["name"] != "kvm_backend"]
+    for f in old_fields:
+        if f["name"] == "runs_in_vm":
+            f["name"] = "nested"
+    whens = [f"2026-11-0{i + 1}T08:00:00+00:00" for i in range(len(modules))]
+    prov = pd.DataFrame([{**{k: v for k, v in _fake_prov(host_id, w).items() if k not in ("runs_in_vm", "kvm_backend")},
+                          "cpu_vendor": "amd", "nested": str(i % 2 == 0).lower(), "kvm_modules": m}
+                         for i, (w, m) in enumerate(zip(whens, modules, strict=True))])
+    prov = prov[[f["name"] for f in old_fields]]
+    other = pd.DataFrame({"host_id": [host_id] * len(whens), "recorded_at": whens, "x": range(len(whens))})
+    descriptor = {"name": f"lab-measured-{host_id}", "resources": [
+        {"name": "provenance", "path": "provenance.csv", "description": "p",
+         "schema": {"fields": old_fields, "primaryKey": ["host_id", "recorded_at"]}},
+        {"name": "other", "path": "other.csv", "description": "o", "schema": {"fields": [
+            *harness.RECORDING_KEY, {"name": "x", "type": "integer", "description": "x"}]}}]}
+    return datapackage.write_package(root / host_id, descriptor, {"provenance": prov, "other": other},
+                                     {"record.log": "console output\n"})
+
+
+def test_old_layout_loads_with_the_backend_derived_from_the_modules(tmp_path):
+    _old_layout_package(tmp_path)
+    loaded = harness.load_measured("other", tmp_path).sort_values("x")
+    assert "nested" not in loaded.columns
+    assert list(loaded["kvm_backend"]) == ["kvm_amd", "kvm_pvm", "none"]
+    assert list(loaded["runs_in_vm"]) == [True, False, True]
+
+
+def test_upgrade_provenance_is_the_identity_on_the_current_layout_and_refuses_unknown_columns():
+    current = pd.DataFrame([_fake_prov()])[[f["name"] for f in harness.PROVENANCE_FIELDS]]
+    pd.testing.assert_frame_equal(harness.upgrade_provenance(current), current)
+    with pytest.raises(datapackage.DataError, match="does not know"):
+        harness.upgrade_provenance(current.assign(colour="red"))
+    with pytest.raises(datapackage.DataError, match="required"):
+        harness.upgrade_provenance(current.drop(columns=["kvm_modules", "kvm_backend"]))
+
+
+def test_migrate_package_rewrites_provenance_only_and_keeps_other_files(tmp_path):
+    path = _old_layout_package(tmp_path)
+    other_before = (path / "other.csv").read_text()
+    harness.migrate_package(path)
+    package = datapackage.validate_package(path)
+    assert list(package["provenance"].columns) == [f["name"] for f in harness.PROVENANCE_FIELDS]
+    assert list(package["provenance"]["kvm_backend"]) == ["kvm_amd", "kvm_pvm", "none"]
+    assert (path / "other.csv").read_text() == other_before
+    assert (path / "record.log").read_text() == "console output\n"
+    once = {p.name: p.read_text() for p in path.iterdir()}
+    harness.migrate_package(path)  # a package in the current layout stays as it is
+    assert {p.name: p.read_text() for p in path.iterdir()} == once
+
+
+def test_recording_into_an_old_layout_package_migrates_it(tmp_path):
+    path = _old_layout_package(tmp_path)
+    prov = {**_fake_prov(path.name, "2026-11-20T08:00:00+00:00"), "cpu_vendor": "amd"}
+    harness.record("exits", exits.to_frame(_fake_results(), prov), exits.FIELDS, prov, root=tmp_path)
+    package = datapackage.validate_package(path)
+    assert len(package["provenance"]) == 4 and "nested" not in package["provenance"].columns
+    assert (path / "record.log").exists()
 
 
 @pytest.fixture()

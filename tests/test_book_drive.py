@@ -28,11 +28,13 @@ def recorded_only(monkeypatch):
 
 
 def test_back_ends_are_named_right():
-    assert backend.backend_ja("kvm kvm_pvm", True).startswith("KVM のバックエンド PVM")
-    assert "入れ子" not in backend.backend_ja("kvm kvm_pvm", True)
-    assert backend.backend_ja("kvm kvm_intel", True).startswith("入れ子の KVM")
-    assert "入れ子" not in backend.backend_ja("kvm kvm_amd", False)
-    assert backend.backend_short("kvm kvm_amd", True) == "入れ子の AMD-V"
+    # a PVM host runs in a VM, but its KVM is not nested; only VT-x / AMD-V inside a VM is
+    assert not backend.is_nested("kvm_pvm", True) and backend.is_nested("kvm_intel", True)
+    assert not backend.is_nested("kvm_amd", False)
+    nested_word = backend.backend_short("kvm_amd", True).removesuffix(backend.backend_short("kvm_amd", False)).strip()
+    assert nested_word and nested_word in backend.backend_ja("kvm_intel", True)
+    assert nested_word not in backend.backend_ja("kvm_pvm", True) + backend.backend_ja("kvm_amd", False)
+    assert "kvm_pvm" in backend.backend_ja("kvm_pvm", True) and "kvm_foo" in backend.backend_ja("kvm_foo", False)
 
 
 def test_comparisons_turn_with_the_numbers():

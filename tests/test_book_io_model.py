@@ -24,8 +24,8 @@ def _io(rows: list[tuple[str, int, float, int, float]], host_id: str = "intel-87
     """rows: (mode, batch, user exits per request, kicks per run of 100 requests, requests/s) at 1 GHz."""
     frame = pd.DataFrame([{"mode": m, "batch": b, "exits_per_request": e, "kicks_per_run": k, "count": 100,
                            "requests_per_s": r, "tsc_khz": 1e6} for m, b, e, k, r in rows])
-    return IoData(frame, live=False, host_id=host_id, cpu_model="test", nested=False, recorded_at="2026-11-27",
-                  kvm_modules="kvm kvm_pvm")
+    return IoData(frame, live=False, host_id=host_id, cpu_model="test", runs_in_vm=False,
+                  recorded_at="2026-11-27", kvm_backend="kvm_pvm")
 
 
 def test_prediction_is_exits_times_cost_plus_work():

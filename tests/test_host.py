@@ -60,6 +60,14 @@ def test_not_a_character_device(tmp_path):
     assert "not a character device" in info.reason
 
 
+def test_backend_named_by_the_modules():
+    assert host.kvm_backend_of(["kvm", "kvm_intel"]) == "kvm_intel"
+    assert host.kvm_backend_of(["kvm", "kvm_pvm"]) == "kvm_pvm"
+    assert host.kvm_backend_of(["kvm", "kvm_foo"]) == "kvm_foo"  # not known to the book, named as found
+    assert host.kvm_backend_of(["kvm_foo", "kvm_amd"]) == "kvm_amd"  # a known back end wins
+    assert host.kvm_backend_of(["kvm"]) == host.kvm_backend_of([]) == "none"
+
+
 def test_kvm_modules_and_nested_parameter(tmp_path):
     (tmp_path / "kvm" / "parameters").mkdir(parents=True)
     (tmp_path / "kvm_intel" / "parameters").mkdir(parents=True)
@@ -98,6 +106,8 @@ def test_json_is_stable():
         assert key in d["cpu"]
     assert isinstance(d["cpu"]["virt_flags"], list)
     assert isinstance(d["cpu"]["hypervisor"], bool)
+    assert d["runs_in_vm"] is d["cpu"]["hypervisor"]
+    assert d["kvm"]["backend"] == host.kvm_backend_of(m["name"] for m in d["kvm"]["modules"])
 
 
 def test_cli_report_names_the_verdict(tmp_path):

@@ -5,7 +5,8 @@ What any benchmark needs, kept apart from what it measures:
 * :func:`summarize` - median and spread over repetitions;
 * :class:`Result` - one measured kind, in the stable JSON form of the CLI;
 * :func:`provenance` - where a measurement comes from (host, CPU, kernel,
-  nested or bare metal, the kvm modules, date, lab version);
+  whether it runs in a VM, the KVM back end and modules, date, lab version);
+  :func:`upgrade_provenance` reads provenance recorded in an earlier layout;
 * :class:`Progress` - a progress bar on a terminal, silent elsewhere (a
   notebook cell must never write to stderr);
 * :func:`record` - write (or update) one resource of the host's data package
@@ -159,7 +160,8 @@ def provenance(probe: host.Probe | None = None, **extra: Any) -> dict[str, Any]:
         "cpu_vendor": p.cpu.vendor_short,
         "cpu_model": p.cpu.model or "unknown",
         "kernel": p.kernel,
-        "nested": bool(p.nested),
+        "runs_in_vm": bool(p.runs_in_vm),
+        "kvm_backend": p.kvm.backend,
         "kvm_modules": " ".join(m.name for m in mods) or "none",
         "kvm_nested_param": " ".join(f"{m.name}={m.nested}" for m in mods if m.nested is not None),
         "logical_cpus": p.cpu.logical_cpus,
@@ -189,8 +191,13 @@ PROVENANCE_FIELDS: list[dict[str, Any]] = [
      "description": "CPU model name from /proc/cpuinfo"},
     {"name": "kernel", "type": "string", "constraints": {"required": True},
      "description": "host kernel release (uname -r)"},
-    {"name": "nested", "type": "boolean", "constraints": {"required": True},
-     "description": "true when the host itself runs in a VM (cpuinfo 'hypervisor' flag): KVM there is nested"},
+    {"name": "runs_in_vm", "type": "boolean", "constraints": {"required": True},
+     "description": "true when the host kernel itself runs in a VM (cpuinfo 'hypervisor' flag); KVM there is "
+                    "nested only when kvm_backend uses the hardware (kvm_intel, kvm_amd), not on kvm_pvm"},
+    {"name": "kvm_backend", "type": "string",
+     "constraints": {"required": True, "pattern": r"kvm_[a-z0-9_]+|none"},
+     "description": "the KVM back end that ran the guests (kvm_intel, kvm_amd, kvm_pvm, another kvm_* module "
+                    "the probe found, or none): lab.host.kvm_backend_of"},
     {"name": "kvm_modules", "type": "string", "constraints": {"required": True},
      "description": "loaded kvm* kernel modules, space separated (kvm_intel, kvm_amd, kvm_pvm, ...)"},
     {"name": "kvm_nested_param", "type": "string",
@@ -208,6 +215,38 @@ PROVENANCE_FIELDS: list[dict[str, Any]] = [
     {"name": "command", "type": "string", "constraints": {"required": True},
      "description": "the command line that made the recording"},
 ]
+
+
+#: Columns of earlier provenance layouts and what they became (read by :func:`upgrade_provenance`).
+RENAMED_PROVENANCE_COLUMNS = {"nested": "runs_in_vm"}
+
+
+def upgrade_provenance(frame: pd.DataFrame) -> pd.DataFrame:
+    """A provenance table in the current layout (:data:`PROVENANCE_FIELDS`), from any earlier one.
+
+    The one migration of recorded provenance. Layout of lab 0.1.0 (4c3de19): the column ``nested``
+    (the hypervisor bit) is now ``runs_in_vm``, and ``kvm_backend``, which did not exist, is derived
+    from ``kvm_modules`` as the probe derives it (:func:`lab.host.kvm_backend_of`). Works on text
+    cells (a package being rewritten) and on typed ones (a loaded resource); a table already in the
+    current layout comes back unchanged. A column that is neither current nor known is a DataError.
+    """
+    frame = frame.rename(columns=RENAMED_PROVENANCE_COLUMNS)
+    if "kvm_backend" not in frame.columns and "kvm_modules" in frame.columns:
+        frame = frame.assign(kvm_backend=[host.kvm_backend_of(str(m).split()) for m in frame["kvm_modules"]])
+    names = [f["name"] for f in PROVENANCE_FIELDS]
+    extra = [c for c in frame.columns if c not in names]
+    if extra:
+        raise datapackage.DataError(f"provenance has columns this lab does not know: {extra}")
+    missing = [f["name"] for f in PROVENANCE_FIELDS
+               if f["name"] not in frame.columns and f.get("constraints", {}).get("required")]
+    if missing:
+        raise datapackage.DataError(f"provenance lacks the required columns {missing}")
+    return frame.reindex(columns=names)
+
+
+def load_provenance(package_dir: str | Path) -> pd.DataFrame:
+    """The provenance resource of one package, validated against its own schema, in the current layout."""
+    return upgrade_provenance(datapackage.load_resource(package_dir, "provenance"))
 
 
 # --------------------------------------------------------------------------- progress
@@ -260,6 +299,48 @@ def _new_descriptor(host_id: str) -> dict[str, Any]:
     }
 
 
+#: The descriptor of the provenance resource, first in every measured package.
+PROVENANCE_RESOURCE: dict[str, Any] = {
+    "name": "provenance", "path": "provenance.csv",
+    "description": "one row per recording: where and how it was measured",
+    "schema": {"fields": PROVENANCE_FIELDS, "primaryKey": ["host_id", "recorded_at"]},
+}
+
+
+def _read_package_text(target: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, str]]:
+    """A measured package's descriptor, its resources as text cells (provenance in the current layout),
+    and the other files it holds (e.g. a contributor's ``record.log``), kept when it is rewritten."""
+    import pandas as pd
+
+    target = datapackage.recover(target, tidy=False)
+    descriptor = datapackage.read_descriptor(target)
+    frames = {r["name"]: pd.read_csv(target / r["path"], dtype=str, keep_default_na=False)
+              for r in descriptor["resources"]}
+    if "provenance" in frames:
+        frames["provenance"] = upgrade_provenance(frames["provenance"]).fillna("")
+    known = {datapackage.DESCRIPTOR, *(r["path"] for r in descriptor["resources"])}
+    extra = {p.name: p.read_text(encoding="utf-8") for p in sorted(target.iterdir())
+             if p.is_file() and p.name not in known}
+    return descriptor, frames, extra
+
+
+def migrate_package(package_dir: str | Path) -> Path:
+    """Rewrite one measured package with its provenance in the current layout (:func:`upgrade_provenance`).
+
+    Validates the package first (against its own schema, and every row's link to provenance), then
+    writes it atomically: the other resources are kept as they are. Running it on a package already
+    in the current layout rewrites the same content.
+    """
+    package_dir = Path(package_dir)
+    check_links(package_dir)
+    descriptor, frames, extra = _read_package_text(package_dir)
+    descriptor = {**descriptor, "resources": [PROVENANCE_RESOURCE if r["name"] == "provenance" else r
+                                              for r in descriptor["resources"]]}
+    path = datapackage.write_package(package_dir, descriptor, frames, extra)
+    check_links(path)
+    return path
+
+
 def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], prov: dict[str, Any], *,
            root: str | Path | None = None, description: str = "", replace: bool = False) -> Path:
     """Write ``frame`` as resource ``resource`` of ``data/measured/<host-id>/``, atomically.
@@ -274,14 +355,10 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
     import pandas as pd
 
     target = host_dir(prov["host_id"], root)
-    descriptor: dict[str, Any]
-    frames: dict[str, pd.DataFrame] = {}
     if (target / datapackage.DESCRIPTOR).exists():
-        descriptor = datapackage.read_descriptor(target)
-        for r in descriptor["resources"]:
-            frames[r["name"]] = pd.read_csv(target / r["path"], dtype=str, keep_default_na=False)
+        descriptor, frames, extra = _read_package_text(target)
     else:
-        descriptor = _new_descriptor(prov["host_id"])
+        descriptor, frames, extra = _new_descriptor(prov["host_id"]), {}, {}
     prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
     row = {f["name"]: _cell(prov.get(f["name"], "")) for f in PROVENANCE_FIELDS}
     same = (prov_frame["host_id"] == row["host_id"]) & (
@@ -306,13 +383,11 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
     frames[resource] = frame
 
     resources = [r for r in descriptor["resources"] if r["name"] not in ("provenance", resource)]
-    resources.insert(0, {"name": "provenance", "path": "provenance.csv", "description":
-                         "one row per recording: where and how it was measured",
-                         "schema": {"fields": PROVENANCE_FIELDS, "primaryKey": ["host_id", "recorded_at"]}})
+    resources.insert(0, PROVENANCE_RESOURCE)
     resources.append({"name": resource, "path": f"{resource}.csv", "description": description,
                       "schema": {"fields": fields}})
     descriptor["resources"] = resources
-    path = datapackage.write_package(target, descriptor, frames)
+    path = datapackage.write_package(target, descriptor, frames, extra)
     check_links(path)
     return path
 
@@ -393,7 +468,7 @@ def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame
             continue
         check_links(pkg)
         data = datapackage.load_resource(pkg, resource)
-        prov = datapackage.load_resource(pkg, "provenance")
+        prov = load_provenance(pkg)
         frames.append(data.merge(prov, on=["host_id", "recorded_at"], how="left", validate="many_to_one",
                                  suffixes=("", "_provenance")))
     if not frames:

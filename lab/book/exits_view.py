@@ -29,14 +29,13 @@ KIND_JA = {"loop": "空ループ", "cpuid": "cpuid", "hypercall": "ハイパー�
 def host_words(row: Any) -> str:
     """A recorded host as a table cell: id, CPU, back end, date."""
     when = pd.Timestamp(row["recorded_at"]).strftime("%Y-%m-%d")
-    backend = backend_short(row["kvm_modules"], bool(row["nested"]))
+    backend = backend_short(row["kvm_backend"], bool(row["runs_in_vm"]))
     return f"{row['host_id']}({row['cpu_model']}、{backend}、{when} 記録)"
 
 
 def _this_host() -> str:
     p = host.probe(libvirt_uris=())
-    mods = " ".join(m.name for m in p.kvm.modules)
-    return f"{p.host_id}(この機械、{backend_short(mods, p.nested)}、いま測定)"
+    return f"{p.host_id}(この機械、{backend_short(p.kvm.backend, p.runs_in_vm)}、いま測定)"
 
 
 class _Shown:

@@ -76,7 +76,7 @@ def live_note(*, host_id: str, detail: str = "", text: str = "") -> Note:
 
 def host_detail(row: Mapping[str, Any]) -> str:
     """A recorded host in words, from its provenance row (CPU, kernel, its KVM back end named correctly)."""
-    return f"{row['cpu_model']}、カーネル {row['kernel']}、{backend_ja(row['kvm_modules'], bool(row['nested']))}"
+    return f"{row['cpu_model']}、カーネル {row['kernel']}、{backend_ja(row['kvm_backend'], bool(row['runs_in_vm']))}"
 
 
 def recorded_from(row: Mapping[str, Any], reason: str) -> Note:

@@ -8,7 +8,9 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from lab import datapackage, paths
+from lab.bench import harness
 from lab.book import words
+from lab.book.backend import backend_ja
 from lab.devnode import DeviceAccess
 from lab.host import KVM_DEVICE, Probe
 
@@ -104,11 +106,11 @@ def recorded_hosts(root: str | Path | None = None) -> pd.DataFrame:
     root = Path(root if root is not None else paths.MEASURED_DIR)
     rows = []
     for pkg in datapackage.find_packages(root):
-        prov = datapackage.load_resource(pkg, "provenance").sort_values("recorded_at")
+        prov = harness.load_provenance(pkg).sort_values("recorded_at")
         last = prov.iloc[-1]
         rows.append({
             "ホスト": last["host_id"], "CPU": last["cpu_model"], "カーネル": last["kernel"],
-            "入れ子": "はい" if last["nested"] else "いいえ", "KVM モジュール": last["kvm_modules"],
+            "KVM のバックエンド": backend_ja(last["kvm_backend"], bool(last["runs_in_vm"])),
             "記録の回数": len(prov), "最後の記録 (UTC)": f"{last['recorded_at']:%Y-%m-%d %H:%M}",
         })
     if not rows:

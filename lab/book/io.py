@@ -54,13 +54,13 @@ class IoData:
     live: bool               #: measured just now on this host
     host_id: str
     cpu_model: str
-    nested: bool
+    runs_in_vm: bool
     recorded_at: str
     reason: str = ""         #: why the data is not live (empty when live)
-    kvm_modules: str = ""    #: the loaded kvm modules (names the back end)
+    kvm_backend: str = ""    #: the recorded KVM back end (kvm_pvm, kvm_intel, ...)
 
     def detail(self) -> str:
-        return f"{self.cpu_model}、{backend_ja(self.kvm_modules, self.nested)}"
+        return f"{self.cpu_model}、{backend_ja(self.kvm_backend, self.runs_in_vm)}"
 
     def note(self) -> fallback.Note:
         """Where the numbers come from, as the book's shared note (:mod:`lab.book.fallback`)."""
@@ -96,8 +96,8 @@ def load_recorded(root: str | None = None, host_id: str | None = None) -> IoData
     rows = newest[newest["status"] == "ok"].copy()
     first = rows.iloc[0]
     return IoData(rows.reset_index(drop=True), live=False, host_id=str(first["host_id"]),
-                  cpu_model=str(first["cpu_model"]), nested=bool(first["nested"]),
-                  recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"), kvm_modules=str(first["kvm_modules"]))
+                  cpu_model=str(first["cpu_model"]), runs_in_vm=bool(first["runs_in_vm"]),
+                  recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"), kvm_backend=str(first["kvm_backend"]))
 
 
 def measure(**settings: Any) -> IoData:
@@ -112,8 +112,8 @@ def measure(**settings: Any) -> IoData:
     if not bad.empty:
         raise RuntimeError(f"io benchmark failed: {bad.iloc[0]['mode']}: {bad.iloc[0]['reason']}")
     return IoData(frame, live=True, host_id=prov["host_id"], cpu_model=prov["cpu_model"],
-                  nested=bool(prov["nested"]), recorded_at=prov["recorded_at"][:10],
-                  kvm_modules=str(prov["kvm_modules"]))
+                  runs_in_vm=bool(prov["runs_in_vm"]), recorded_at=prov["recorded_at"][:10],
+                  kvm_backend=str(prov["kvm_backend"]))
 
 
 def load(live: bool | None = None, root: str | None = None) -> IoData:
@@ -361,7 +361,7 @@ def recorded_hosts(root: str | None = None) -> pd.DataFrame:
         first = g.iloc[0]
         rows.append({
             "ホスト": host_id, "CPU": first["cpu_model"],
-            "KVM のバックエンド": backend_short(first["kvm_modules"], bool(first["nested"])),
+            "KVM のバックエンド": backend_short(first["kvm_backend"], bool(first["runs_in_vm"])),
             "記録日": pd.Timestamp(recorded_at).strftime("%Y-%m-%d"),
             f"HVM(エミュレーション) 件/秒 (バッチ {small})": round(rate("hvm", small)),
             f"PV 件/秒 (バッチ {small})": round(rate("pv", small)),

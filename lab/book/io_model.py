@@ -70,7 +70,7 @@ def recorded_costs(root: str | None = None, mode: str = "protected32") -> list[E
             continue
         r = g.iloc[0]
         when = pd.Timestamp(r["recorded_at"]).strftime("%Y-%m-%d")
-        backend = backend_short(r["kvm_modules"], bool(r["nested"]))
+        backend = backend_short(r["kvm_backend"], bool(r["runs_in_vm"]))
         out.append(ExitCosts(f"{host_id}({backend}、{when} 記録)", f"costs-{host_id}", float(net["pio_user"]),
                              float(net["pio_ioeventfd"]),
                              f"ホスト {host_id}({r['cpu_model']}、{backend})で {when} に記録した exit の値段",

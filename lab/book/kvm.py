@@ -252,7 +252,7 @@ def _all_hosts_exits(root: str | None, mode: str) -> Shown:
     rec = newest_per_host(load_measured("exits", root), mode=mode)
     rec = rec.sort_values(["host_id", "recorded_at"], kind="stable").reset_index(drop=True)
     frame = _exits_display(rec)
-    frame.insert(0, "ホスト", [f"{r['host_id']}({backend_short(r['kvm_modules'], bool(r['nested']))})"
+    frame.insert(0, "ホスト", [f"{r['host_id']}({backend_short(r['kvm_backend'], bool(r['runs_in_vm']))})"
                              for _, r in rec.iterrows()])
     hosts = rec.groupby("host_id", sort=True).tail(1)
     note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
@@ -281,7 +281,7 @@ def plot_recorded(root: str | None = None) -> Figure:
         lo = [v - g.loc[g["kind"] == k, "cycles_q1"].median() for k, v in zip(kinds, vals, strict=True)]
         hi = [g.loc[g["kind"] == k, "cycles_q3"].median() - v for k, v in zip(kinds, vals, strict=True)]
         r = g.iloc[0]
-        who = (f"{host_id}({r['cpu_model']}、{backend_short(r['kvm_modules'], bool(r['nested']))}、"
+        who = (f"{host_id}({r['cpu_model']}、{backend_short(r['kvm_backend'], bool(r['runs_in_vm']))}、"
                f"{pd.Timestamp(r['recorded_at']):%Y-%m-%d} 記録、{MODES_JA.get(mode, mode)})")
         ax.bar([i + gi * width for i in range(len(kinds))], vals, width=width, yerr=[lo, hi],
                capsize=2, label=who)
@@ -322,8 +322,6 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
     rec = _latest(recorded_exits(root), mode="protected32").set_index("kind")
     row = rec.iloc[0]
     facts["rec_host"] = Text(row["host_id"])
-    facts["rec_modules"] = Text(row["kvm_modules"])
-    facts["rec_nested"] = Text("入れ子の仮想マシン" if bool(row["nested"]) else "ベアメタル")
     for kind in ("loop", "cpuid", "pio_user", "mmio_user", "pio_ioeventfd"):
         if kind in rec.index and rec.loc[kind, "status"] == "ok":
             facts[f"rec_{kind}"] = float(rec.loc[kind, "cycles_per_exit"])

@@ -52,7 +52,7 @@ def ring_view(mem: GuestMemory, layout: Layout, caption: str = "", n_desc: int |
 
 def _host_cell(row: Any, live: bool) -> str:
     when = "いま測定" if live else f"{pd.Timestamp(row['recorded_at']):%Y-%m-%d} 記録"
-    return f"{row['host_id']}({backend_short(row['kvm_modules'], bool(row['nested']))}、{when})"
+    return f"{row['host_id']}({backend_short(row['kvm_backend'], bool(row['runs_in_vm']))}、{when})"
 
 
 class Paths:
@@ -67,8 +67,8 @@ class Paths:
     def record(self, results: Sequence[harness.Result]) -> None:
         prov = harness.provenance(host.probe(libvirt_uris=()), command="chapters/io/virtio.md")
         frame = bench_io.to_frame(results, prov)
-        self._frame = frame.assign(cpu_model=prov["cpu_model"], nested=prov["nested"],
-                                   kvm_modules=prov["kvm_modules"])
+        self._frame = frame.assign(cpu_model=prov["cpu_model"], runs_in_vm=prov["runs_in_vm"],
+                                   kvm_backend=prov["kvm_backend"])
 
     def _recorded(self) -> tuple[pd.DataFrame, str]:
         rec = bench_io.load_recorded(self._root)
@@ -115,7 +115,7 @@ class _Shown:
 
 def source_sentence(data: IoData) -> str:
     """Whose numbers the paragraph quotes: this machine just now, or which recorded host."""
-    backend = backend_ja(data.kvm_modules, data.nested) if data.kvm_modules else "KVM"
+    backend = backend_ja(data.kvm_backend, data.runs_in_vm) if data.kvm_backend else "KVM"
     if data.live:
         return f"この段落の数字は、いまこの機械(ホスト {data.host_id}、{backend})で測った値です。"
     return (f"この段落の数字は、記録済みのホスト {data.host_id}"
@@ -157,5 +157,5 @@ def sentences(data: IoData) -> dict[str, str]:
     out = {"source": source_sentence(data), "pv_vs_hvm": pv_hvm + "。", "virtio_large_vs_pv": v_large + "。",
            "virtio_small_vs_pv": v_small + "。", "small_meaning": small_meaning,
            "efd_sentence": "。".join(efd_words) + "。", "efd_meaning": efd_meaning,
-           "backend": backend_ja(data.kvm_modules, data.nested) if data.kvm_modules else "KVM"}
+           "backend": backend_ja(data.kvm_backend, data.runs_in_vm) if data.kvm_backend else "KVM"}
     return {k: spaced(v) for k, v in out.items()}

@@ -25,7 +25,7 @@ EMULATED_RATIO = 20.0
 def host_sentence(row: Any) -> str:
     when = pd.Timestamp(row["recorded_at"]).strftime("%Y-%m-%d")
     return (f"記録済みのホスト {row['host_id']}({row['cpu_model']}、"
-            f"{backend_ja(row['kvm_modules'], bool(row['nested']))}、{when} 記録)")
+            f"{backend_ja(row['kvm_backend'], bool(row['runs_in_vm']))}、{when} 記録)")
 
 
 def _reference(root: str | None, host_id: str) -> pd.DataFrame | None:
@@ -59,7 +59,7 @@ def floor_words(root: str | None = None) -> dict[str, str]:
     if ratio >= EMULATED_RATIO:
         why = ("PVM 向けに書かれていないこの本のゲストは、"
                "命令を 1 つずつ KVM の命令エミュレータで処理されているためです。"
-               if is_pvm(nat["kvm_modules"]) else "ゲストの命令が CPU でそのまま実行されていないことを示しています。")
+               if is_pvm(nat["kvm_backend"]) else "ゲストの命令が CPU でそのまま実行されていないことを示しています。")
         meaning = (f"このホストの表の値には、どの行にもこの床(1 周あたり約 {guest:,.0f} サイクル)が含まれます。"
                    "VT-x や AMD-V の KVM なら床はホストとほぼ同じ数サイクルなので、"
                    "表の値はほぼ exit そのものの値段になります。"
@@ -101,9 +101,9 @@ def exit_words(root: str | None = None) -> dict[str, str]:
     ex = load_measured("exits", root)
     ex = newest_recording(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
     row = ex.iloc[0]
-    backend = backend_ja(row["kvm_modules"], bool(row["nested"]))
+    backend = backend_ja(row["kvm_backend"], bool(row["runs_in_vm"]))
     out: dict[str, str] = {"rec_host_sentence": host_sentence(row),
-                           "rec_backend_words": (f"このホストの KVM は {backend} です。" if is_pvm(row["kvm_modules"])
+                           "rec_backend_words": (f"このホストの KVM は {backend} です。" if is_pvm(row["kvm_backend"])
                                                  else f"このホストの KVM は{backend}で、PVM ではありません。")}
     pu, cp, efd = (float(ex.loc[k, "cycles_per_exit"]) for k in ("pio_user", "cpuid", "pio_ioeventfd"))
     pu_net, cp_net = float(ex.loc["pio_user", "net_cycles_per_exit"]), float(ex.loc["cpuid", "net_cycles_per_exit"])
@@ -139,7 +139,7 @@ def summary_words(root: str | None = None) -> dict[str, str]:
               "戻りをなくしても安くなりませんでした。")
     nat, guest, native, _ = _floor(root)
     ratio = guest / native
-    head = f"記録済みのホスト {nat['host_id']} の KVM は{backend_ja(nat['kvm_modules'], bool(nat['nested']))}で、"
+    head = f"記録済みのホスト {nat['host_id']} の KVM は{backend_ja(nat['kvm_backend'], bool(nat['runs_in_vm']))}で、"
     floor = head + f"ゲストの空ループは同じ命令をホストでそのまま走らせたときの {ratio:,.0f} 倍かかりました。"
     floor += ("どの行にもこの床が含まれるので、ほかのホストや公表値とは空ループを引いた正味の値で比べます。"
               if ratio >= EMULATED_RATIO else "表の値は、ほぼ exit そのものの値段です。")
