@@ -107,7 +107,7 @@ def pack(folder: str | os.PathLike[str], output: str | os.PathLike[str] | None =
         checked = check_folder(staged, None, names=private.local_names())
         files = {f"{host_id}/{p.name}": p.read_bytes() for p in sorted(staged.iterdir())}
     newest = max(datetime.fromisoformat(t) for t in checked.frames["provenance"]["recorded_at"])
-    blob = _archive(host_id, files, mtime=int(newest.timestamp()))
+    blob = build_archive(host_id, files, mtime=int(newest.timestamp()))
     out = Path(output) if output is not None else Path.cwd() / file_name(host_id)
     _write_atomically(out, blob)
     digest = hashlib.sha256(blob).hexdigest()
@@ -115,7 +115,11 @@ def pack(folder: str | os.PathLike[str], output: str | os.PathLike[str] | None =
     return Packed(out, digest, len(blob), checked, left_out)
 
 
-def _archive(host_id: str, files: dict[str, bytes], mtime: int) -> bytes:
+def build_archive(host_id: str, files: dict[str, bytes], mtime: int = 0) -> bytes:
+    """The bytes of a contribution file holding ``files`` (``<host-id>/<name>`` -> content) and their manifest.
+
+    It checks nothing: :func:`pack` runs the checks before it calls this.
+    """
     manifest = {"format": FORMAT, "host_id": host_id, "packed_by": f"lab {__version__}",
                 "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                           for name, data in sorted(files.items())}}

@@ -96,7 +96,7 @@ def check_folder(folder: str | Path, root: str | Path | None = None, *, names: I
     typed = _schema(host_id, frames, known)
     _host(host_id, descriptor, typed)
     _provenance(typed)
-    _range(typed)
+    _range(host_id, frames, typed)
     _private(frames, names)
     if root is not None:
         _duplicate(host_id, typed, Path(root))
@@ -164,7 +164,10 @@ def _layout(frames: dict[str, pd.DataFrame], notes: list[str]) -> dict[str, pd.D
 
 
 def _schema(host_id: str, frames: Mapping[str, pd.DataFrame], known: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
-    """Validate the text cells against this lab's schemas (never the contribution's own); the typed frames."""
+    """Validate the text cells against this lab's schemas (never the contribution's own); the typed frames.
+
+    Minimum and maximum are left to the range check, which names the range each value is held to.
+    """
     for name, frame in frames.items():
         expected = [f["name"] for f in known[name]["schema"]["fields"]]
         if list(frame.columns) != expected:
@@ -174,17 +177,28 @@ def _schema(host_id: str, frames: Mapping[str, pd.DataFrame], known: Mapping[str
                                     + (f"; missing {missing}" if missing else "")
                                     + (f"; not in the schema {extra}" if extra else "")
                                     + ("; order differs" if not missing and not extra else ""))
+    return _validate(host_id, frames, "schema", bounds=False)
+
+
+def _validate(host_id: str, frames: Mapping[str, pd.DataFrame], check: str, *, bounds: bool) -> dict[str, Any]:
+    """The text ``frames`` validated as a package in this lab's layout, in a temporary folder."""
+    descriptor = package_descriptor(host_id, frames)
+    if not bounds:
+        descriptor = json.loads(json.dumps(descriptor))
+        for r in descriptor["resources"]:
+            for f in r["schema"]["fields"]:
+                for key in ("minimum", "maximum"):
+                    f.get("constraints", {}).pop(key, None)
     with tempfile.TemporaryDirectory(prefix="lab-contrib-check-") as tmp:
         staged = Path(tmp) / host_id
         staged.mkdir()
-        for name, frame in frames.items():
-            frame.to_csv(staged / known[name]["path"], index=False, lineterminator="\n")
-        descriptor = package_descriptor(host_id, frames)
+        for r in descriptor["resources"]:
+            frames[r["name"]].to_csv(staged / r["path"], index=False, lineterminator="\n")
         (staged / datapackage.DESCRIPTOR).write_text(json.dumps(descriptor), encoding="utf-8")
         try:
             return datapackage.validate_package(staged)
         except datapackage.DataError as exc:
-            raise ContributionError("schema", _relative(str(exc), Path(tmp))) from None
+            raise ContributionError(check, _relative(str(exc), Path(tmp))) from None
 
 
 def _host(host_id: str, descriptor: Mapping[str, Any], typed: Mapping[str, pd.DataFrame]) -> None:
@@ -233,11 +247,12 @@ def _provenance(typed: Mapping[str, pd.DataFrame]) -> None:
                                                   f"measured row in any resource")
 
 
-def _range(typed: Mapping[str, pd.DataFrame]) -> None:
+def _range(host_id: str, frames: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.DataFrame]) -> None:
     found = ranges.violations(typed)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ContributionError("range", f"{found[0]}{more}")
+    _validate(host_id, frames, "range", bounds=True)  # the schema's own minimum and maximum
     latest = datetime.now(UTC) + CLOCK_SLACK
     for i, when in enumerate(typed["provenance"]["recorded_at"]):
         if when > latest:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 KERNEL_PATHS = ("/dev/", "/proc/", "/sys/")
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("a path", re.compile(r"(?<![\w:/.<>\\-])/[\w.+~@-]+(?:/[\w.+~@*-]*)*")),
-    ("a path in a home folder", re.compile(r"(?<![\w])~[\w.-]*(?:/|\b)")),
+    ("a path in a home folder", re.compile(r"(?<![\w])~[\w.-]*(?:/[\w.+~@*-]*)*")),
+    ("a path", re.compile(r"(?<![\w:/.<>~\\-])/[\w.+~@-]+(?:/[\w.+~@*-]*)*")),
     ("a path", re.compile(r"\b[A-Za-z]:\\[^\s,;]*")),
     ("a path", re.compile(r"\bfile:/+[^\s,;]*")),
     ("a home folder", re.compile(r"\$HOME\b|\$\{HOME\}|%USERPROFILE%|%HOMEPATH%")),
@@ -57,7 +57,7 @@ def find(text: str, names: Iterable[str] = ()) -> Finding | None:
     for what, pattern in _PATTERNS:
         for match in pattern.finditer(text):
             found = match.group(0)
-            if what == "a path" and found.startswith(KERNEL_PATHS):
+            if what == "a path" and found.startswith(KERNEL_PATHS) and ".." not in found:
                 continue
             return Finding(what, found)
     for name in names:
