@@ -1,0 +1,20 @@
+"""The book's table of the contribution checks covers every check ``python -m lab add`` runs, in its order."""
+
+from lab.book import contrib as book_contrib
+from lab.contrib.checks import CHECKS
+
+
+def test_every_check_is_explained_in_the_book():
+    frame = book_contrib.checks_frame()
+    assert list(frame.iloc[:, 0]) == list(CHECKS)
+    assert all(text for text in frame.iloc[:, 1])
+
+
+def test_a_check_without_words_is_an_error(monkeypatch):
+    monkeypatch.setitem(CHECKS, "new-check", "something new")
+    try:
+        book_contrib.checks_frame()
+    except KeyError as exc:
+        assert "new-check" in str(exc)
+    else:
+        raise AssertionError("a check the book does not explain went unnoticed")
