@@ -292,7 +292,7 @@ def check_writable(folder: str | os.PathLike[str]) -> Path:
     try:
         probe = tempfile.mkdtemp(prefix=".lab-write-check-", dir=existing)
     except OSError as exc:
-        what = "write into" if existing == folder else f"create it in {existing}"
+        what = "write into it" if existing == folder else f"create it in {existing}"
         raise DataError(f"{folder}: cannot {what} ({exc.strerror or exc}); "
                         f"choose a folder you can write to") from None
     os.rmdir(probe)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -146,3 +147,26 @@ def test_the_c_reference_is_installed_with_the_package(tmp_path):
     assert probe.returncode == 0, probe.stderr
     found, where = probe.stdout.split(maxsplit=1)
     assert found == "True" and where.strip().startswith(str(target))
+
+
+@pytest.mark.root
+def test_a_reader_without_root_is_refused_a_folder_they_cannot_write_before_anything_is_measured():
+    """A non-root reader on a bare Python (Debian's, no pandas): a root-owned folder is refused at once."""
+    runuser = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin")
+    if os.geteuid() != 0 or runuser is None or not Path("/usr/bin/python3").exists():
+        pytest.fail("needs root, runuser and /usr/bin/python3 to act as a reader without root")
+    shared = Path(tempfile.mkdtemp(prefix="lab-record-", dir="/tmp"))  # pytest's tmp_path is root's, mode 700
+    try:
+        shutil.copytree(REPO_ROOT / "lab", shared / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+        (shared / "recordings").mkdir()
+        for p in [shared, *shared.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        out = subprocess.run([runuser, "-u", "nobody", "--", "/usr/bin/python3", "-m", "lab", "record",
+                              "--only", "native", "--root", str(shared / "recordings")],
+                             cwd=shared, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shared)},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out
+        assert "nothing measured" in out.stderr and "Permission denied" in out.stderr and out.stdout == ""
+        assert list((shared / "recordings").iterdir()) == []
+    finally:
+        shutil.rmtree(shared)
