@@ -70,7 +70,7 @@ def local_names() -> list[str]:
     """The names of this machine and of the people on it, as they could appear in a recording.
 
     Host names (short and qualified) and the user names of the session and of every account
-    with a person's uid (1000 and up); generic names (root, nobody, localhost) and names
+    with a person's uid (1000-59999, as Debian allots them); generic names (root, nobody, localhost) and names
     shorter than three letters are left out: they identify no one and match ordinary words.
     """
     names = {platform.node(), socket.gethostname()}
@@ -85,5 +85,5 @@ def local_names() -> list[str]:
         names.add(getpass.getuser())
     except (KeyError, OSError):
         pass
-    names |= {p.pw_name for p in pwd.getpwall() if 1000 <= p.pw_uid < 65534}
+    names |= {p.pw_name for p in pwd.getpwall() if 1000 <= p.pw_uid < 60000}  # Debian: 1000-59999 are people
     return sorted(n for n in names if len(n) >= 3 and n.lower() not in _GENERIC)
