@@ -78,18 +78,27 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*"))}
 
 
-@pytest.fixture
-def measured(tmp_path) -> Path:
-    """A data/measured holding one synthetic host."""
-    root = tmp_path / "measured"
-    make_host(root, THERE, scale=1.3)
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory) -> Path:
+    """Both synthetic hosts, recorded once per module; each test works on its own copy."""
+    root = tmp_path_factory.mktemp("templates")
+    make_host(root / "measured", THERE, scale=1.3)
+    make_host(root / "contributor", HOST)
     return root
 
 
 @pytest.fixture
-def good(tmp_path) -> Path:
+def measured(templates, tmp_path) -> Path:
+    """A data/measured holding one synthetic host."""
+    shutil.copytree(templates / "measured", tmp_path / "measured")
+    return tmp_path / "measured"
+
+
+@pytest.fixture
+def good(templates, tmp_path) -> Path:
     """A valid contribution's host folder (not yet packed)."""
-    return make_host(tmp_path / "contributor", HOST)
+    shutil.copytree(templates / "contributor", tmp_path / "contributor")
+    return tmp_path / "contributor" / HOST
 
 
 def _edit_csv(folder: Path, name: str, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
