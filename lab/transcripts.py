@@ -84,7 +84,8 @@ class Recording:
     recorded_at: datetime
     cpu_model: str
     kernel: str
-    kvm_modules: str
+    kvm_backend: str
+    runs_in_vm: bool
 
 
 def _user() -> str:
@@ -230,25 +231,36 @@ def load_all(root: str | Path | None = None) -> list[Recording]:
             rows.append((row, prov[(row.host_id, row.recorded_at)]))
     rows.sort(key=lambda pair: pair[0].recorded_at)
 
-    def text(value: Any) -> str:
-        missing = value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>"
-        return "" if missing else str(value)
-
-    return [Recording(
-        transcript=Transcript(command=row.command, exit_code=int(row.exit_code), stdout=text(row.stdout),
-                              stderr=text(row.stderr), duration_s=float(row.duration_s), user=row.user),
-        host_id=row.host_id, recorded_at=row.recorded_at, cpu_model=text(p.cpu_model),
-        kernel=text(p.kernel), kvm_modules=text(p.kvm_modules),
-    ) for row, p in rows]
+    return [_recording(row, p) for row, p in rows]
 
 
-def recorded(command: str, *, root: str | Path | None = None, host_id: str | None = None) -> Recording:
-    """The newest recording of exactly ``command`` (optionally from ``host_id``)."""
-    matches = [r for r in load_all(root) if r.transcript.command == command
-               and (host_id is None or r.host_id == host_id)]
-    if not matches:
-        where = f" from host {host_id}" if host_id else ""
-        raise TranscriptError(
-            f"no recording of {command!r}{where}: run the hands-on pages on a KVM host with libvirtd "
-            f"as root with {RECORD_ENV}=1 to record it")
-    return matches[-1]
+def _text(value: Any) -> str:
+    missing = value is None or (isinstance(value, float) and value != value) or str(value) == "<NA>"
+    return "" if missing else str(value)
+
+
+def _recording(row: Any, p: Any) -> Recording:
+    """A transcript row and its provenance (two records, or one joined record for both)."""
+    return Recording(
+        transcript=Transcript(command=row.command, exit_code=int(row.exit_code), stdout=_text(row.stdout),
+                              stderr=_text(row.stderr), duration_s=float(row.duration_s), user=row.user),
+        host_id=row.host_id, recorded_at=row.recorded_at, cpu_model=_text(p.cpu_model),
+        kernel=_text(p.kernel), kvm_backend=_text(p.kvm_backend), runs_in_vm=bool(p.runs_in_vm))
+
+
+def recorded(command: str, *, root: str | Path | None = None) -> Recording:
+    """The recording of exactly ``command`` in the hands-on pages' data set (:mod:`lab.bench.dataset`:
+    the newest host with transcripts, or ``LAB_RECORDED_HOST``; its newest recording of the command)."""
+    from lab import datapackage
+    from lab.bench import dataset
+
+    hint = f"run the hands-on pages on a KVM host with libvirtd as root with {RECORD_ENV}=1 to record it"
+    try:
+        ds = dataset.data_set([RESOURCE], root=root, live=False)
+        rows = ds.get(RESOURCE, command=command)
+    except datapackage.DataError as exc:
+        raise TranscriptError(f"no recording of {command!r} ({exc}): {hint}") from None
+    if rows.empty:
+        raise TranscriptError(f"no recording of {command!r} from host {ds.host_id}: {hint}")
+    row = rows.sort_values("recorded_at").iloc[-1]
+    return _recording(row, row)

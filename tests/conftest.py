@@ -65,6 +65,26 @@ def live_reason(name: str) -> str | None:
     raise ValueError(f"unknown live suite {name!r}")
 
 
+@pytest.fixture(scope="session")
+def synthetic_roots(tmp_path_factory):
+    """Folders laid out like data/measured, of synthetic hosts (tests/synthetic.py): ``forward`` (one host),
+    ``reversed`` (one host, every ordering the other way) and ``both`` (the two, the reversed one newer)."""
+    import synthetic
+
+    base = tmp_path_factory.mktemp("synthetic")
+    synthetic.make_host(base / "forward", synthetic.FORWARD_ID, synthetic.FORWARD)
+    synthetic.make_host(base / "reversed", synthetic.REVERSED_ID, synthetic.REVERSED)
+    synthetic.two_hosts(base / "both")
+    return {name: str(base / name) for name in ("forward", "reversed", "both")}
+
+
+@pytest.fixture(autouse=True)
+def _no_recorded_host_named(monkeypatch):
+    """A test chooses its data itself: LAB_RECORDED_HOST and LAB_MEASURED_DIR of the caller do not leak in."""
+    monkeypatch.delenv("LAB_RECORDED_HOST", raising=False)
+    monkeypatch.delenv("LAB_MEASURED_DIR", raising=False)
+
+
 def execute_chapter(path: str | os.PathLike[str], timeout: int = 180, check: bool = True):
     """Execute a chapter (a MyST text notebook under the repository) in a fresh kernel, as the book build does.
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-from pathlib import Path
-
 import pytest
+from synthetic import FORWARD_ID, REVERSED_ID
 
 from lab.book import backend, compare, vmm_words
 from lab.book import kvm as book_kvm
@@ -16,9 +13,8 @@ from lab.book.walk import Walk, hypercall_words
 from lab.devices.memory import GuestMemory
 from lab.devices.models import VirtioDevice
 from lab.devices.virtqueue import DriverQueue, Layout
-from lab.paths import MEASURED_DIR, REPO_ROOT
+from lab.paths import REPO_ROOT
 
-REVERSED = str(REPO_ROOT / "tests" / "data" / "reversed")
 CHAPTERS = ["chapters/kvm/kvm.md", "chapters/kvm/vmexit.md", "chapters/io/virtio.md"]
 
 
@@ -62,52 +58,57 @@ def test_an_unknown_message_is_kept_and_marked():
     assert vmm_words.message_ja("something new") == "VMM のメッセージ(原文のまま): something new"
 
 
-def test_walk_shows_the_recorded_hosts_answers(recorded_only):
-    walk = Walk()
+def test_walk_shows_the_recorded_hosts_answers(recorded_only, synthetic_roots):
+    walk = Walk(root=synthetic_roots["forward"])
     assert not walk.live
     shown = walk.show("open")
-    assert "API バージョン 12" in repr(shown) and "lab-fallback" in shown._repr_html_()
+    assert len(shown.steps) == 1 and {s.host_id for s in shown.steps} == {FORWARD_ID}
+    assert "lab-fallback" in shown._repr_html_() and FORWARD_ID in shown.note.body
     runs = walk.show("run")
-    assert "IoOut: ポート 0x3f8" in repr(runs) and "Hlt" in repr(runs)
-    assert len(walk.show("run", n=1).frame) == 1
-    assert "トリプルフォールト" in repr(walk.show("triple_fault"))
+    assert len(runs.steps) == 4 and len(walk.show("run", n=1).frame) == 1
+    assert [s.outcome for s in walk.show("triple_fault").steps] == ["GuestShutdown"]
 
 
-def test_walk_with_another_data_root_names_its_host(recorded_only):
-    walk = Walk(root=REVERSED)
-    assert "amd-0fedcba9" in repr(walk.show("open"))
-    assert "完了して戻ってきました" in hypercall_words(REVERSED)
-    assert "一度も完了せず" in hypercall_words()
+def test_walk_with_another_data_root_names_its_host(recorded_only, synthetic_roots):
+    assert REVERSED_ID in repr(Walk(root=synthetic_roots["reversed"]).show("open"))
+    forward, reversed_ = hypercall_words(synthetic_roots["forward"]), hypercall_words(synthetic_roots["reversed"])
+    assert FORWARD_ID in forward and REVERSED_ID in reversed_ and forward.replace(FORWARD_ID, "") != \
+        reversed_.replace(REVERSED_ID, "").replace("vmmcall", "vmcall")
+    both = hypercall_words(synthetic_roots["both"])
+    assert FORWARD_ID in both and REVERSED_ID in both  # the sentence covers every recorded host
 
 
-def test_exits_cells_show_every_recorded_host(recorded_only):
-    m = Measurement("cpuid")
-    assert not m.live and "記録" in repr(m.show())
-    side = SideBySide(root=REVERSED)
-    assert "-20 %" in repr(side.show())
-    floor = Floor()
-    assert not floor.native_ok and re.search(r"\d+ 倍", repr(floor.show()))
+def test_exits_cells_show_every_recorded_host(recorded_only, synthetic_roots):
+    m = Measurement("cpuid", root=synthetic_roots["both"])
+    shown = m.show()
+    assert not m.live and len(shown.frame) == 2
+    assert all(any(h in cell for cell in shown.frame["ホスト"]) for h in (FORWARD_ID, REVERSED_ID))
+    side = SideBySide(root=synthetic_roots["reversed"])
+    assert "-20 %" in repr(side.show())  # pio_user: Python 12000, C 15000 cycles in the reversed fixture
+    floor = Floor(root=synthetic_roots["both"])
+    assert not floor.native_ok and len(floor.show().frame) == 2
 
 
-def test_all_kinds_table_shows_every_recorded_host(tmp_path):
-    for src in (MEASURED_DIR / "intel-8712aea8", Path(REVERSED) / "amd-0fedcba9"):
-        shutil.copytree(src, tmp_path / src.name)
-    shown = book_kvm.exits(live=False, root=str(tmp_path))
+def test_all_kinds_table_shows_every_recorded_host(synthetic_roots):
+    root = synthetic_roots["both"]
+    shown = book_kvm.exits(live=False, root=root)
     hosts = {h.split("(")[0] for h in shown.frame["ホスト"]}
-    assert hosts == {"intel-8712aea8", "amd-0fedcba9"}
-    assert "intel-8712aea8" in shown.note.body and "amd-0fedcba9" in shown.note.body
-    amd = shown.frame.loc[shown.frame["ホスト"].str.startswith("amd"), "ホスト"]
-    assert set(amd) == {"amd-0fedcba9(入れ子の AMD-V)"}
-    fig = book_kvm.plot_recorded(str(tmp_path))
+    assert hosts == {FORWARD_ID, REVERSED_ID}
+    assert FORWARD_ID in shown.note.body and REVERSED_ID in shown.note.body
+    cells = dict(zip(shown.frame["ホスト"].str.split("(").str[0], shown.frame["ホスト"], strict=False))
+    assert cells[REVERSED_ID] == f"{REVERSED_ID}({backend.backend_short('kvm_amd', True)})"
+    assert cells[FORWARD_ID] == f"{FORWARD_ID}({backend.backend_short('kvm_pvm', True)})"
+    fig = book_kvm.plot_recorded(root)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(t.startswith("amd-0fedcba9(AMD EPYC") and "入れ子の AMD-V" in t for t in legend)
-    assert any(t.startswith("intel-8712aea8(") and "PVM" in t and "2026-11-26 記録" in t for t in legend)
+    assert len(legend) == 4  # two hosts, two modes each
+    assert sum(t.startswith(f"{REVERSED_ID}(") and backend.backend_short("kvm_amd", True) in t for t in legend) == 2
 
 
-def test_paths_falls_back_to_the_nearest_recorded_setting(recorded_only):
-    shown = Paths(batch=16, size=100).show()
-    assert "いちばん近いバッチ 8、64 バイト" in shown.note.body
-    assert set(shown.frame["バッチ"]) == {1, 8}
+def test_paths_falls_back_to_the_nearest_recorded_setting(recorded_only, synthetic_roots):
+    exact = Paths(batch=8, size=64, root=synthetic_roots["forward"]).show()
+    near = Paths(batch=16, size=100, root=synthetic_roots["forward"]).show()
+    assert set(near.frame["バッチ"]) == {1, 8} and set(exact.frame["バッチ"]) == {1, 8}
+    assert near.note.body.startswith(exact.note.body) and len(near.note.body) > len(exact.note.body)
 
 
 def test_ring_view_reads_guest_memory_at_each_step():

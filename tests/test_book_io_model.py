@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 
 import pandas as pd
 import pytest
+from synthetic import FORWARD_ID, REVERSED_ID
 
 from lab.bench.harness import Result, load_measured
 from lab.book import io as report
@@ -15,24 +15,21 @@ from lab.book import published_exits
 from lab.book.io import IoData
 from lab.book.io_model import ExitCosts, Model, measured_costs, published_costs, words
 from lab.datapackage import DataError
-from lab.paths import MEASURED_DIR, REPO_ROOT
-
-REVERSED = REPO_ROOT / "tests" / "data" / "reversed"
 
 
-def _io(rows: list[tuple[str, int, float, int, float]], host_id: str = "intel-8712aea8") -> IoData:
+def _io(rows: list[tuple[str, int, float, int, float]], host_id: str = FORWARD_ID) -> IoData:
     """rows: (mode, batch, user exits per request, kicks per run of 100 requests, requests/s) at 1 GHz."""
     frame = pd.DataFrame([{"mode": m, "batch": b, "exits_per_request": e, "kicks_per_run": k, "count": 100,
                            "requests_per_s": r, "tsc_khz": 1e6} for m, b, e, k, r in rows])
     return IoData(frame, live=False, host_id=host_id, cpu_model="test", runs_in_vm=False,
-                  recorded_at="2026-11-27", kvm_backend="kvm_pvm")
+                  recorded_at="2020-01-06", kvm_backend="kvm_pvm")
 
 
-def test_prediction_is_exits_times_cost_plus_work():
+def test_prediction_is_exits_times_cost_plus_work(synthetic_roots):
     # at 1 GHz: calibration point 1e9 / 1e5 = 10,000 cycles per request, 1/100 kernel exit of 500 -> work 9,995
     data = _io([("virtio_ioeventfd", 100, 0.0, 1, 1e5), ("hvm", 1, 17.0, 0, 1e4), ("pv", 1, 1.0, 0, 5e4)])
-    model = Model(data)
-    own = ExitCosts("own", "costs-own", user=2000.0, kernel=500.0, origin="test", host_id="intel-8712aea8")
+    model = Model(data, root=synthetic_roots["forward"])
+    own = ExitCosts("own", "costs-own", user=2000.0, kernel=500.0, origin="test", host_id=FORWARD_ID)
     model.own, model.sources = own, [own]
     assert model.work() == pytest.approx(10_000 - 5.0)
     p = model.predict(own).set_index("mode")
@@ -46,48 +43,52 @@ def test_prediction_is_exits_times_cost_plus_work():
     assert q.loc["hvm", "predicted_cycles"] == pytest.approx(17 * 1000 + 9_995)
 
 
-def test_recorded_model_words_its_disagreement():
-    model = Model(report.load(live=False, root=str(MEASURED_DIR)), root=str(MEASURED_DIR))
+def test_recorded_model_words_its_disagreement(synthetic_roots):
+    root = synthetic_roots["forward"]
+    model = Model(report.load(live=False, root=root), root=root)
     w = words(model)
     p = model.predict(model.own).set_index(["mode", "batch"])
     hvm = p.loc[("hvm", 1), "measured_over_predicted"]
-    assert f"HVM(エミュレーション) {hvm:.2f}" in w["ratios"]
-    assert hvm < 1 and "しか出ませんでした" in w["disagree"] and "デバイスモデル" in w["disagree"]
-    assert "intel-8712aea8" in w["how"]
+    assert f"{hvm:.2f}" in w["ratios"] and FORWARD_ID in w["how"]
 
 
-def test_reversed_data_turns_the_words_around():
-    committed = words(Model(report.load(live=False, root=str(MEASURED_DIR)), root=str(MEASURED_DIR)))
-    reversed_ = words(Model(report.load(live=False, root=str(REVERSED)), root=str(REVERSED)))
-    assert "しか出ませんでした" in committed["disagree"] and "も速く出ました" in reversed_["disagree"]
-    assert "往復" in committed["published"] and "残りの仕事" in reversed_["published"]
-    assert "amd-0fedcba9" in reversed_["how"] and "amd-0fedcba9" not in committed["how"]
+def test_reversed_data_turns_the_words_around(synthetic_roots):
+    forward, reversed_ = (words(Model(report.load(live=False, root=synthetic_roots[k]), root=synthetic_roots[k]))
+                          for k in ("forward", "reversed"))
+    assert forward.keys() == reversed_.keys()
+    for key in ("disagree", "published"):
+        assert forward[key] != reversed_[key], key
+    assert REVERSED_ID in reversed_["how"] and REVERSED_ID not in forward["how"]
 
 
-def test_every_recorded_host_is_a_choice(tmp_path):
-    for src in (MEASURED_DIR / "intel-8712aea8", REVERSED / "amd-0fedcba9"):
-        shutil.copytree(src, tmp_path / src.name)
-    model = Model(report.load_recorded(str(tmp_path), host_id="intel-8712aea8"), root=str(tmp_path))
+def test_every_recorded_host_is_a_choice(synthetic_roots, monkeypatch):
+    root = synthetic_roots["both"]
+    monkeypatch.setenv("LAB_RECORDED_HOST", FORWARD_ID)  # the io data of the older host; costs of both
+    data = report.load_recorded(root)
+    assert data.host_id == FORWARD_ID
+    model = Model(data, root=root)
     labels = [s.label for s in model.sources]
-    assert [lab.split("(")[0] for lab in labels] == ["amd-0fedcba9", "intel-8712aea8", "ベアメタルの公表値"]
+    assert [lab.split("(")[0] for lab in labels[:2]] == sorted([FORWARD_ID, REVERSED_ID]) and len(labels) == 3
     table = model.table()
-    heads = ["予測 件/秒(amd-0fedcba9 の記録)", "予測 件/秒(intel-8712aea8 の記録)", "予測 件/秒(公表値)"]
-    assert [c for c in table.columns if c.startswith("予測")] == heads
+    heads = [c for c in table.columns if c.startswith("予測")]
+    assert len(heads) == 3 and all(h.count(REVERSED_ID) <= 1 for h in heads)
+    rev, fwd = (next(h for h in heads if hid in h) for hid in (REVERSED_ID, FORWARD_ID))
     # the nested AMD fixture's cheap exits predict more requests/s for the exit-heavy path than PVM's
-    hvm = table[table["経路"] == "HVM(エミュレーション)"].iloc[0]
-    assert hvm[heads[0]] > hvm[heads[1]]
+    hvm = table[table["経路"] == table["経路"].iloc[0]].iloc[0]
+    assert hvm[rev] > hvm[fwd]
     html = model.switchable().to_html()
-    assert set(re.findall(r'data-sync-group="([^"]+)"', html)) == {"costs", "mode"}
-    assert html.count('data-sync-group="costs"') == 3 and html.count('data-sync-group="mode"') == 9
-    assert html.count("data:image/png;base64,") == 9
+    groups = re.findall(r'data-sync-group="([^"]+)"', html)
+    assert set(groups) == {"costs", "mode"}
+    assert groups.count("costs") == len(model.sources)
+    assert groups.count("mode") == html.count("data:image/png;base64,") == len(model.sources) * len(report.TABS)
 
 
-def test_a_host_without_exit_costs_is_refused(tmp_path):
-    shutil.copytree(REVERSED / "amd-0fedcba9", tmp_path / "amd-0fedcba9")
-    data = report.load_recorded(str(tmp_path))
+def test_a_host_without_exit_costs_is_refused(synthetic_roots):
+    root = synthetic_roots["reversed"]
+    data = report.load_recorded(root)
     data.host_id = "somewhere-else"
     with pytest.raises(DataError, match="no exits recording of host somewhere-else"):
-        Model(data, root=str(tmp_path))
+        Model(data, root=root)
 
 
 def _result(kind: str, cycles: float) -> Result:
@@ -117,7 +118,7 @@ def test_published_costs_come_from_the_bare_metal_cpuid_figures():
     assert math.isfinite(costs.user)
 
 
-def test_provenance_join_keeps_the_resource_columns():
-    ex = load_measured("exits", str(MEASURED_DIR))
+def test_provenance_join_keeps_the_resource_columns(synthetic_roots):
+    ex = load_measured("exits", synthetic_roots["forward"])
     assert "tsc_khz" in ex.columns and "tsc_khz_provenance" in ex.columns
     assert not any(c.endswith(("_x", "_y")) for c in ex.columns)

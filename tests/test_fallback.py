@@ -1,14 +1,16 @@
 """The recorded-data note names the host, the date and the reason."""
 
+from synthetic import FORWARD_ID
+
 from lab.book.fallback import live_note, recorded_note
 
 
 def test_recorded_note_says_host_date_and_reason():
-    note = recorded_note(reason="permission denied opening /dev/kvm", host_id="intel-8712aea8",
-                         recorded="2026-11-26", detail="Intel Xeon, kvm_pvm")
+    note = recorded_note(reason="permission denied opening /dev/kvm", host_id=FORWARD_ID,
+                         recorded="2020-01-06", detail="Synthetic CPU, kvm_pvm")
     html = note._repr_html_()
     assert 'class="admonition note lab-fallback"' in html
-    for part in ("intel-8712aea8", "2026-11-26", "permission denied", "Intel Xeon"):
+    for part in (FORWARD_ID, "2020-01-06", "permission denied", "Synthetic CPU"):
         assert part in html and part in str(note)
 
 

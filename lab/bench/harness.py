@@ -481,24 +481,5 @@ def load_measured(resource: str, root: str | Path | None = None) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
-def newest_recording(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the newest single recording in ``frame``: one (host_id, recorded_at) pair.
-
-    Two hosts may share a timestamp (recordings copied from one session, clocks in step); the tie
-    goes to the host id that sorts last, so the choice is stable and never mixes two hosts.
-    """
-    if frame.empty:
-        return frame
-    last = frame.sort_values(["recorded_at", "host_id"]).iloc[-1]
-    return frame[(frame["host_id"] == last["host_id"]) & (frame["recorded_at"] == last["recorded_at"])]
-
-
-def newest_per_host(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
-    """The rows of each host's newest recording among the rows whose columns equal ``where``."""
-    for key, value in where.items():
-        frame = frame[frame[key] == value]
-    return frame[frame["recorded_at"] == frame.groupby("host_id")["recorded_at"].transform("max")]
-
-
 def dumps(results: Sequence[Result]) -> str:
     return json.dumps([r.as_json() for r in results], ensure_ascii=False, indent=2)

@@ -17,10 +17,9 @@ from typing import Any
 import pandas as pd
 
 from lab import host
-from lab.bench.harness import Result, load_measured, newest_per_host
-from lab.book import fallback
+from lab.bench.harness import Result
+from lab.book import fallback, pages
 from lab.book.backend import backend_short
-from lab.datapackage import DataError
 
 KIND_JA = {"loop": "空ループ", "cpuid": "cpuid", "hypercall": "ハイパーコール", "pio_user": "ポート出力 → ユーザー空間",
            "mmio_user": "MMIO 書き込み → ユーザー空間", "pio_ioeventfd": "ポート出力 → ioeventfd"}
@@ -55,20 +54,28 @@ class _Cell:
     resource = ""
 
     def __init__(self, root: str | None = None, needs: str | None = None):
-        self.reason = fallback.live_reason()
+        ds = pages.data("vmexit", root)
+        self.reason = None if ds.live else fallback.reason_ja(str(ds.reason))
         if self.reason is None and needs and shutil.which(needs) is None:
             self.reason = f"この機械には {needs} がない(C の VMM をコンパイルできない)"
         self.live = self.reason is None
         self._root = root
         self._live_rows: list[dict[str, Any]] = []
 
-    def recorded(self) -> pd.DataFrame:
-        return load_measured(self.resource, self._root)
+    def recorded(self, **where: Any) -> pd.DataFrame:
+        """Every recorded host's newest rows of this cell's resource (``where``: column values)."""
+        return self.recorded_of(self.resource, **where)
+
+    def recorded_of(self, resource: str, **where: Any) -> pd.DataFrame:
+        frames = [ds.get(resource, **where) for ds in pages.every_host("vmexit", self._root) if ds.has(resource)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["host_id", "recorded_at"])
 
     def _note(self, recorded: pd.DataFrame) -> fallback.Note:
         if self.live:
             return fallback.live_note(host_id=host.host_id(host.read_cpuinfo()),
                                       text="「いま測定」の行がこのセルの結果で、ほかの行は記録済みのホストの値です。")
+        if recorded.empty:
+            return fallback.missing_note(pages.data("vmexit", self._root, live=False), self.resource)
         return fallback.recorded_from(recorded.sort_values("recorded_at").iloc[-1], str(self.reason))
 
 
@@ -88,7 +95,7 @@ class Measurement(_Cell):
                                 "回数 × 繰り返し": f"{result.iterations} × {result.repeat}"})
 
     def show(self) -> _Shown:
-        rec = newest_per_host(self.recorded(), kind=self.kind, mode=self.mode, status="ok")
+        rec = self.recorded(kind=self.kind, mode=self.mode, status="ok")
         rows = list(self._live_rows) + [
             {"ホスト": host_words(r), "サイクル/回(中央値)": round(r["cycles_per_exit"]),
              "四分位範囲": f"{r['cycles_q1']:.0f}–{r['cycles_q3']:.0f}",
@@ -111,7 +118,7 @@ class SideBySide(_Cell):
         self._live_rows += [{**r, "ホスト": here} for r in rows]
 
     def show(self) -> _Shown:
-        rec = newest_per_host(self.recorded())
+        rec = self.recorded()
         rows = [{"ホスト": r["ホスト"], "kind": r["kind"], "python": r["python"], "c": r["c"]} for r in self._live_rows]
         rows += [{"ホスト": host_words(r), "kind": r["kind"], "python": r["python_cycles"], "c": r["c_cycles"]}
                  for _, r in rec.iterrows()]
@@ -143,16 +150,13 @@ class Floor(_Cell):
 
     def recorded_rows(self) -> list[dict[str, Any]]:
         """Per recorded host: the newest native loop, and the guest loop of the same session when there is one."""
-        nat = newest_per_host(self.recorded())
-        try:
-            ref = newest_per_host(load_measured("reference", self._root), kind="loop", mode="protected32")
-        except DataError:
-            ref = pd.DataFrame(columns=["host_id", "python_cycles"])
-        loops = newest_per_host(load_measured("exits", self._root), kind="loop", mode="protected32", status="ok")
+        nat = self.recorded()
+        ref = self.recorded_of("reference", kind="loop", mode="protected32")
+        loops = self.recorded_of("exits", kind="loop", mode="protected32", status="ok")
         rows = []
         for _, r in nat.iterrows():
-            same = ref.loc[ref["host_id"] == r["host_id"], "python_cycles"]
-            other = loops.loc[loops["host_id"] == r["host_id"], "cycles_per_exit"]
+            same = ref[ref["host_id"] == r["host_id"]].get("python_cycles", pd.Series(dtype=float))
+            other = loops[loops["host_id"] == r["host_id"]].get("cycles_per_exit", pd.Series(dtype=float))
             guest = float(same.iloc[0]) if len(same) else float(other.iloc[0]) if len(other) else None
             rows.append({"host": host_words(r), "guest": guest, "native": float(r["cycles_per_iteration"])})
         return rows

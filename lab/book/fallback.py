@@ -10,17 +10,16 @@ machine could not measure. Every such note carries the CSS class
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lab import host
+from lab.bench import dataset
 from lab.book.backend import backend_ja
 
 #: Set this environment variable to see the recorded view on a KVM host.
-FORCE_RECORDED_ENV = "LAB_FORCE_RECORDED"
+FORCE_RECORDED_ENV = dataset.FORCE_RECORDED_ENV
 
 
 @dataclass(frozen=True)
@@ -86,9 +85,52 @@ def recorded_from(row: Mapping[str, Any], reason: str) -> Note:
     return recorded_note(reason=reason, host_id=str(row["host_id"]), recorded=recorded, detail=host_detail(row))
 
 
+def reason_ja(reason: str) -> str:
+    """Why a data set is not live (:func:`lab.bench.dataset.why_not_live`), in Japanese."""
+    if reason == dataset.FORCED:
+        return f"環境変数 {FORCE_RECORDED_ENV} が設定されている"
+    if reason == dataset.ASKED:
+        return "この表は記録済みの値を示すもの"
+    return f"この機械では KVM が使えない({reason})"
+
+
 def live_reason() -> str | None:
     """None when the chapters can use KVM here, else why not (in Japanese, with the probe's reason)."""
-    if os.environ.get(FORCE_RECORDED_ENV):
-        return f"環境変数 {FORCE_RECORDED_ENV} が設定されている"
-    info = host.probe_kvm()
-    return None if info.usable else f"この機械では KVM が使えない({info.reason})"
+    why = dataset.why_not_live()
+    return None if why is None else reason_ja(why)
+
+
+_CHOSEN_JA = {
+    dataset.NAMED: f"環境変数 {dataset.RECORDED_HOST_ENV} で選ばれたホストです",
+    dataset.NEWEST_COMPLETE: "このページに要る記録がすべてそろうホストのうち、いちばん新しく記録したホストです",
+    dataset.NEWEST_PARTIAL: "このページに要る記録がすべてそろうホストがないので、いちばん多くそろうホストを選びました",
+}
+
+
+def chosen_ja(ds: dataset.DataSet) -> str:
+    """How the recorded host of ``ds`` was chosen, as a sentence (empty for a live data set)."""
+    return _CHOSEN_JA.get(ds.chosen_by, "")
+
+
+def missing_note(ds: dataset.DataSet, resource: str) -> Note:
+    """Said where ``resource`` would be shown when the data set's host has no rows of it."""
+    if ds.live:
+        body = f"この機械(ホスト {ds.host_id})では、この実行で「{resource}」をまだ測っていません。"
+    else:
+        body = (f"このページのデータのホスト {ds.host_id} には「{resource}」の記録がないので、"
+                "ここに示す値がありません。"
+                f"KVM のある機械で `python -m lab record --only {resource}` を実行すると記録できます。")
+    return Note(title="このデータはありません", body=body, kind="warning", css_class="lab-missing")
+
+
+def data_set_note(ds: dataset.DataSet, resource: str, text: str = "") -> Note:
+    """Where the rows of ``resource`` shown below come from: measured now, recorded (which host, when,
+    why, how chosen), or missing."""
+    if not ds.has(resource):
+        return missing_note(ds, resource)
+    if ds.live:
+        return live_note(host_id=ds.host_id, text=text)
+    row = ds.get(resource).sort_values("recorded_at").iloc[-1]
+    note = recorded_from(row, reason_ja(str(ds.reason)))
+    chosen = chosen_ja(ds)
+    return Note(note.title, note.body + (f"。{chosen}。" if chosen else "") + text, note.kind, note.css_class)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from lab import backends
+from lab.bench import dataset
 from lab.bench import hwvirt as bench_hwvirt
-from lab.bench.harness import newest_recording
 from lab.book.host import KVM_BACKENDS_JA
 from lab.datapackage import DataError
 
@@ -39,12 +39,9 @@ NO_TIMINGS_JA = ("この環境では AMD-V そのものを QEMU がソフトウ�
 def latest(root: str | Path | None = None) -> pd.DataFrame:
     """The rows of the newest recorded run (any host); empty when none is recorded."""
     try:
-        frame = bench_hwvirt.load_recorded(root)
+        return dataset.data_set([bench_hwvirt.RESOURCE], root=root, live=False).get(bench_hwvirt.RESOURCE)
     except (DataError, FileNotFoundError):
         return pd.DataFrame(columns=[f["name"] for f in bench_hwvirt.FIELDS])
-    if frame.empty:
-        return frame
-    return newest_recording(frame).reset_index(drop=True)
 
 
 def summary_ja(root: str | Path | None = None) -> str:

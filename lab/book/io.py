@@ -21,10 +21,11 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from lab import host, kvm
 from lab.bench import harness
 from lab.bench import io as bench_io
-from lab.book import fallback, plots
+from lab.book import fallback, pages, plots
 from lab.book.backend import backend_ja, backend_short
 from lab.book.vmm_words import message_ja
 from lab.book.widgets import Switchable
+from lab.datapackage import DataError
 from lab.devices.memory import DeviceError, GuestMemory
 from lab.devices.models import VirtioDevice
 from lab.devices.sim import simulate
@@ -84,20 +85,16 @@ class IoData:
         return float(values.iloc[0])
 
 
-def load_recorded(root: str | None = None, host_id: str | None = None) -> IoData:
-    """The newest recording of the io benchmark (of ``host_id`` if given)."""
-    data = bench_io.load_recorded(root)
-    if host_id is not None:
-        data = data[data["host_id"] == host_id]
-        if data.empty:
-            raise KeyError(f"no io recording of host {host_id!r}")
-    newest = harness.newest_recording(data)
-    latest = newest["recorded_at"].iloc[0]
-    rows = newest[newest["status"] == "ok"].copy()
+def load_recorded(root: str | None = None, page: str = "virtio") -> IoData:
+    """The io recording of ``page``'s recorded data set (:func:`lab.book.pages.data`)."""
+    ds = pages.data(page, root, live=False)
+    rows = ds.get("io", status="ok")
+    if rows.empty:
+        raise DataError(f"the io recording of host {ds.host_id} has no row with status ok: record it again")
     first = rows.iloc[0]
-    return IoData(rows.reset_index(drop=True), live=False, host_id=str(first["host_id"]),
-                  cpu_model=str(first["cpu_model"]), runs_in_vm=bool(first["runs_in_vm"]),
-                  recorded_at=pd.Timestamp(latest).strftime("%Y-%m-%d"), kvm_backend=str(first["kvm_backend"]))
+    return IoData(rows, live=False, host_id=ds.host_id, cpu_model=str(first["cpu_model"]),
+                  runs_in_vm=bool(first["runs_in_vm"]), kvm_backend=str(first["kvm_backend"]),
+                  recorded_at=pd.Timestamp(first["recorded_at"]).strftime("%Y-%m-%d"))
 
 
 def measure(**settings: Any) -> IoData:
@@ -347,9 +344,9 @@ def malformed_cases() -> pd.DataFrame:
 
 
 def recorded_hosts(root: str | None = None) -> pd.DataFrame:
-    """One row per recording of the io benchmark under ``data/measured`` (every host): the headline numbers."""
-    data = bench_io.load_recorded(root)
-    data = data[data["status"] == "ok"]
+    """One row per recorded host (its newest io recording): the headline numbers."""
+    data = pd.concat([ds.get("io", status="ok") for ds in pages.every_host("virtio", root) if ds.has("io")],
+                     ignore_index=True)
     rows = []
     for (host_id, recorded_at), g in data.groupby(["host_id", "recorded_at"], sort=True):
         small, large = int(g["batch"].min()), int(g["batch"].max())

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab.bench.harness import Result, load_measured, newest_per_host
-from lab.book import fallback, plots, published_exits
+from lab.bench.harness import Result
+from lab.book import fallback, pages, plots, published_exits
 from lab.book.backend import backend_short
 from lab.book.compare import spaced
 from lab.book.io import MODE_NAMES, TABS, IoData
@@ -62,7 +62,8 @@ class ExitCosts:
 
 def recorded_costs(root: str | None = None, mode: str = "protected32") -> list[ExitCosts]:
     """One :class:`ExitCosts` per recorded host (its newest exits recording)."""
-    ex = newest_per_host(load_measured("exits", root), mode=mode, status="ok")
+    frames = [ds.get("exits", mode=mode, status="ok") for ds in pages.every_host("virtio", root) if ds.has("exits")]
+    ex = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["host_id"])
     out = []
     for host_id, g in ex.groupby("host_id", sort=True):
         net = g.set_index("kind")["net_cycles_per_exit"].astype(float)

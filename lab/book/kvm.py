@@ -17,11 +17,10 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab import datapackage, host, paths
+from lab import datapackage, paths
 from lab.bench import exits as bench_exits
 from lab.bench import tour as bench_tour
-from lab.bench.harness import load_measured, newest_per_host, newest_recording
-from lab.book import fallback, plots, published_exits
+from lab.book import fallback, pages, plots, published_exits
 from lab.book.backend import backend_short
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
 from lab.book.vmm_words import message_ja
@@ -62,15 +61,9 @@ class Shown:
         return f"{self.note}\n{self.frame.to_string(index=False)}"
 
 
-# --------------------------------------------------------------------------- recorded data
-
-
-def _latest(frame: pd.DataFrame, **where: Any) -> pd.DataFrame:
-    for key, value in where.items():
-        frame = frame[frame[key] == value]
-    if frame.empty:
-        raise datapackage.DataError(f"no recorded rows match {where}: run 'python -m lab record' on a KVM host")
-    return newest_recording(frame)
+def _missing(ds: Any, resource: str) -> Shown:
+    """What a cell shows when its data set has no rows of ``resource``: the note, and an empty table."""
+    return Shown(pd.DataFrame(), ds.live, ds.host_id, fallback.missing_note(ds, resource))
 
 
 # --------------------------------------------------------------------------- the KVM chapter
@@ -142,17 +135,16 @@ def tour_words(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _tour_table(section: str, cols: dict[str, str], root: str | None = None) -> Shown:
-    """A table of the tour: run live when KVM is usable, else the latest recording of ``section``."""
-    why = live_reason()
-    if why is None:
+    """A table of the tour: run live when KVM is usable, else the page's recorded host's ``section``."""
+    ds = pages.data("kvm", root)
+    if ds.live:
         run = bench_tour.hello_steps if section == "hello" else bench_tour.bad_guest_steps
-        frame = tour_words(pd.DataFrame([s.as_row() for s in run()]))[list(cols)].rename(columns=cols)
-        hid = host.host_id(host.read_cpuinfo())
-        note = fallback.live_note(host_id=hid, text="この表は、いまこの機械で実際に実行した結果です。")
-        return Shown(frame, True, hid, note)
-    rec = _latest(load_measured("tour", root), section=section)
-    frame = tour_words(rec)[list(cols)].rename(columns=cols)
-    return Shown(frame, False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why))
+        ds.put("tour", pd.DataFrame([s.as_row() for s in run()]).assign(host_id=ds.host_id))
+    if not ds.has("tour"):
+        return _missing(ds, "tour")
+    frame = tour_words(ds.get("tour", section=section))[list(cols)].rename(columns=cols)
+    said = "この表は、いまこの機械で実際に実行した結果です。" if ds.live else ""
+    return Shown(frame, ds.live, ds.host_id, fallback.data_set_note(ds, "tour", said))
 
 
 def tour(root: str | None = None) -> Shown:
@@ -163,9 +155,7 @@ def tour(root: str | None = None) -> Shown:
 def bad_guests(root: str | None = None) -> Shown:
     """How each misbehaving guest ended on every recorded host (newest recording each): a typed error, never a hang."""
     cols = {"host_id": "ホスト", "action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}
-    rec = load_measured("tour", root)
-    rec = rec[(rec["section"] == "errors")
-              & (rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max"))]
+    rec = pd.concat([ds.get("tour", section="errors") for ds in pages.every_host("kvm", root)], ignore_index=True)
     rec = rec.sort_values(["host_id", "step"])
     frame = tour_words(rec).assign(host_id=list(rec["host_id"]))[list(cols)].rename(columns=cols)
     note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
@@ -227,10 +217,12 @@ def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
 def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None,
           live: bool = True) -> Shown:
     """The exits benchmark: measured here (quick settings) or the latest recording (always with ``live=False``)."""
-    why = live_reason() if live else "この表は記録済みの値を示すもの(live=False)"
-    if why is None:
+    if not live:
+        return _all_hosts_exits(root, mode)
+    ds = pages.data("vmexit", root)
+    if ds.live:
         results = bench_exits.run(repeat=repeat, iterations=iterations, mode=mode, hypercall_timeout_s=1.0)
-        prov = {"host_id": host.host_id(host.read_cpuinfo()), "recorded_at": pd.Timestamp.now(tz="UTC")}
+        prov = {"host_id": ds.host_id, "recorded_at": pd.Timestamp.now(tz="UTC")}
         raw = bench_exits.to_frame(results, prov)
         for col in ("cycles_per_exit", "net_cycles_per_exit", "ns_per_exit", "cycles_q1", "cycles_q3",
                     "host_ns_per_exit", "tsc_khz"):
@@ -240,17 +232,24 @@ def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", ro
                 "`python -m lab bench exits` で既定の回数で測り直せます。")
         return Shown(_exits_display(raw), True, prov["host_id"],
                      fallback.live_note(host_id=prov["host_id"], text=text), {"raw": raw})
-    if live:
-        rec = _latest(load_measured("exits", root), mode=mode)
-        return Shown(_exits_display(rec), False, rec["host_id"].iloc[0], fallback.recorded_from(rec.iloc[0], why),
-                     {"raw": rec.reset_index(drop=True)})
-    return _all_hosts_exits(root, mode)
+    if not ds.has("exits"):
+        return _missing(ds, "exits")
+    rec = ds.get("exits", mode=mode)
+    return Shown(_exits_display(rec), False, ds.host_id, fallback.data_set_note(ds, "exits"), {"raw": rec})
+
+
+def _recorded_exits(root: str | None, mode: str | None = None) -> pd.DataFrame:
+    """Every recorded host's newest exits rows (of ``mode``, or of every mode), one block per host."""
+    where = {} if mode is None else {"mode": mode}
+    frames = [ds.get("exits", **where) for ds in pages.every_host("vmexit", root) if ds.has("exits")]
+    if not frames:
+        raise datapackage.DataError("no recording of 'exits': run 'python -m lab record --only exits' on a KVM host")
+    return pd.concat(frames, ignore_index=True)
 
 
 def _all_hosts_exits(root: str | None, mode: str) -> Shown:
     """The newest exits recording of every recorded host, one block of rows per host."""
-    rec = newest_per_host(load_measured("exits", root), mode=mode)
-    rec = rec.sort_values(["host_id", "recorded_at"], kind="stable").reset_index(drop=True)
+    rec = _recorded_exits(root, mode).sort_values(["host_id", "recorded_at"], kind="stable").reset_index(drop=True)
     frame = _exits_display(rec)
     frame.insert(0, "ホスト", [f"{r['host_id']}({backend_short(r['kvm_backend'], bool(r['runs_in_vm']))})"
                              for _, r in rec.iterrows()])
@@ -261,17 +260,10 @@ def _all_hosts_exits(root: str | None, mode: str) -> Shown:
     return Shown(frame, False, ", ".join(hosts["host_id"]), note, {"raw": rec})
 
 
-def recorded_exits(root: str | None = None) -> pd.DataFrame:
-    """All recorded exits rows, every host and mode, with provenance."""
-    return load_measured("exits", root)
-
-
 def plot_recorded(root: str | None = None) -> Figure:
     """Bars: recorded cycles per exit per kind, one bar per host and mode (log scale)."""
-    rec = recorded_exits(root)
+    rec = _recorded_exits(root)
     rec = rec[rec["status"] == "ok"]
-    latest = rec.groupby(["host_id", "mode"])["recorded_at"].transform("max")
-    rec = rec[rec["recorded_at"] == latest]
     groups = list(rec.groupby(["host_id", "mode"]))
     kinds = [k for k in KIND_LABELS if k in set(rec["kind"])]
     fig, ax = plots.figure(figsize=(8, 5.6))
@@ -319,9 +311,12 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
     a = adams[adams["operation"] == "in"].set_index("mode")["cycles"]
     facts["adams_in_native"], facts["adams_in_vtx"] = int(a["native"]), int(a["vtx"])
 
-    rec = _latest(recorded_exits(root), mode="protected32").set_index("kind")
-    row = rec.iloc[0]
-    facts["rec_host"] = Text(row["host_id"])
+    ds = pages.data("vmexit", root, live=False)
+    rec = ds.get("exits", mode="protected32").set_index("kind")
+    if rec.empty:
+        raise datapackage.DataError(f"host {ds.host_id} has no exits recording in protected32 mode: "
+                                    f"run 'python -m lab record --only exits' there")
+    facts["rec_host"] = Text(ds.host_id)
     for kind in ("loop", "cpuid", "pio_user", "mmio_user", "pio_ioeventfd"):
         if kind in rec.index and rec.loc[kind, "status"] == "ok":
             facts[f"rec_{kind}"] = float(rec.loc[kind, "cycles_per_exit"])

@@ -24,7 +24,7 @@ from matplotlib.patches import Patch
 
 from lab.bench import harness
 from lab.bench import qemu_io as bench
-from lab.book import fallback, plots, words
+from lab.book import fallback, pages, plots, words
 from lab.book.widgets import Switchable
 
 #: Set to 1 to let a chapter cell boot the guests (about 40 s) when everything is there.
@@ -55,11 +55,14 @@ class QemuIoData:
     live: bool
     host_id: str
     recorded_at: str
-    detail: str           #: the host in words (CPU, kernel, nested or not, KVM modules)
+    detail: str           #: the host in words (CPU, kernel, its KVM back end)
     reason: str = ""      #: why the data is not live (empty when live)
+    missing: fallback.Note | None = None  #: the page's host has no qemu-io recording: what to say instead
 
     def note(self) -> fallback.Note:
         """Where the counts come from, as the book's shared note."""
+        if self.missing is not None:
+            return self.missing
         how = (f"QEMU {self.first('qemu_version')}、{self.accelerator_ja()}、"
                f"ゲストのカーネル {self.first('guest_kernel')}。")
         if self.live:
@@ -107,8 +110,9 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={"kernel_provenance": "host_kernel"})
 
 
-def _newest(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
-    frame = harness.newest_recording(_normalise(frame))
+def _data(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
+    """One qemu-io recording (its rows joined with provenance) as the chapter's data."""
+    frame = _normalise(frame)
     if frame.empty:
         raise ValueError("no qemu-io recording: run 'python -m lab bench qemu-io --record' with the guest kit")
     latest = frame["recorded_at"].iloc[0]
@@ -122,14 +126,14 @@ def _newest(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
                       reason=reason)
 
 
-def load_recorded(root: str | None = None, host_id: str | None = None) -> QemuIoData:
-    """The newest qemu-io recording under ``data/measured`` (of ``host_id`` if given)."""
-    data = bench.load_recorded(root)
-    if host_id is not None:
-        data = data[data["host_id"] == host_id]
-        if data.empty:
-            raise KeyError(f"no qemu-io recording of host {host_id!r}")
-    return _newest(data, live=False)
+def load_recorded(root: str | None = None, page: str = "virtio") -> QemuIoData:
+    """The qemu-io recording of ``page``'s recorded data set (:func:`lab.book.pages.data`); when that host
+    has none, data that says so (``missing``) wherever the page would show the counts."""
+    ds = pages.data(page, root, live=False)
+    if not ds.has("qemu-io"):
+        return QemuIoData(pd.DataFrame(), live=False, host_id=ds.host_id, recorded_at="", detail="",
+                          missing=fallback.missing_note(ds, "qemu-io"))
+    return _data(ds.get("qemu-io"), live=False)
 
 
 def live_reason() -> str | None:
@@ -170,7 +174,7 @@ def measure() -> QemuIoData:
     if not bad.empty:
         raise RuntimeError(f"qemu-io: {bad.iloc[0]['config']} {bad.iloc[0]['op']}: {bad.iloc[0]['reason']}")
     extra = {k: v for k, v in prov.items() if k not in frame.columns}
-    return _newest(frame.assign(host_kernel=prov["kernel"], **extra), live=True)
+    return _data(frame.assign(host_kernel=prov["kernel"], **extra), live=True)
 
 
 def load(live: bool | None = None, root: str | None = None) -> QemuIoData:
@@ -205,6 +209,8 @@ def _constant(data: QemuIoData, config: str, op: str) -> bool:
 
 def table(data: QemuIoData) -> pd.DataFrame:
     """Per request, by disk and operation: accesses, where KVM would handle them, interrupts (Japanese)."""
+    if data.missing is not None:
+        return data.missing  # type: ignore[return-value]
     counts = "・".join(f"{n:,}" for n in data.counts())
     rows = []
     for c in data.configs():
@@ -269,6 +275,8 @@ def figure(data: QemuIoData, highlight: str, op: str = "write") -> Figure:
 
 def switchable(data: QemuIoData, op: str = "write", caption: str = "") -> Switchable:
     """One tab per disk type (IDE shares the book's HVM tab, virtio-blk its virtio tab)."""
+    if data.missing is not None:
+        return data.missing  # type: ignore[return-value]
     configs = data.configs()
     views = {CONFIG_NAMES[c]: figure(data, c, op) for c in configs}
     ids = {CONFIG_NAMES[c]: SYNC_IDS[c] for c in configs}
@@ -278,8 +286,22 @@ def switchable(data: QemuIoData, op: str = "write", caption: str = "") -> Switch
     return Switchable(views, group="mode", ids=ids, notes=notes, alt=alt, caption=caption, selected=selected)
 
 
+#: What a number the prose quotes reads when the page's host has no qemu-io recording.
+NOT_RECORDED = "(記録なし)"
+#: The glue names of :func:`summary` and :func:`versus_summary` (without prefix), for a host without the recording.
+SUMMARY_KEYS = ("host", "recorded", "qemu", "kernel", "accel", "block", "counts", "wall", "trace_mb", "control",
+                "read_write", "irq", "n_configs", "ide_over_ahci",
+                *(f"{c.replace('-', '_')}_{k}" for c in CONFIG_NAMES for k in ("acc", "user", "kernel", "irq", "pio",
+                                                                                "mmio")))
+VERSUS_KEYS = ("toy_host", "real_host", "toy_size", "block", "toy_hvm", "toy_hvm_block", "toy_hvm_block_over_ide",
+               "toy_small", "toy_large", "toy_virtio_small", "toy_virtio_large", "ide", "ahci", "virtio_user",
+               "virtio_kernel", "noeventfd_user", "ide_regions", "ahci_regions")
+
+
 def summary(data: QemuIoData, op: str = "write") -> dict[str, str]:
     """The numbers the pages' prose quotes, formatted (keys are glue names without prefix)."""
+    if data.missing is not None:
+        return dict.fromkeys(SUMMARY_KEYS, NOT_RECORDED)
     out = {
         "host": data.host_id, "recorded": data.recorded_at, "qemu": str(data.first("qemu_version")),
         "kernel": str(data.first("guest_kernel")), "accel": data.accelerator_ja(),
@@ -311,6 +333,8 @@ def summary(data: QemuIoData, op: str = "write") -> dict[str, str]:
 
 def versus_toy(real: QemuIoData, toy: Any, op: str = "write") -> pd.DataFrame:
     """The real drivers' exits per request beside the toy models' (``toy``: :class:`lab.book.io.IoData`)."""
+    if real.missing is not None:
+        return real.missing  # type: ignore[return-value]
     f = toy.frame
     small, large = int(f["batch"].min()), int(f["batch"].max())
     size = f"{int(f['size'].iloc[0])} B"
@@ -349,6 +373,8 @@ def versus_summary(real: QemuIoData, toy: Any, op: str = "write") -> dict[str, s
     """The numbers the virtio chapter quotes when it sets the real drivers beside the toy models."""
     from lab.devices.guests import expected_exits
 
+    if real.missing is not None:
+        return {**dict.fromkeys(VERSUS_KEYS, NOT_RECORDED), "toy_host": toy.host_id, "real_host": real.host_id}
     f = toy.frame
     small, large = int(f["batch"].min()), int(f["batch"].max())
     block = int(real.first("block_size"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab import transcripts
+from lab.book.backend import backend_ja
 
 MISSING_PROGRAM = 127  # bash's exit status for "command not found"
 
@@ -66,7 +67,7 @@ class Shown:
             return f"{why}。このコマンドの記録もまだありません。"
         r = self.recording
         return (f"{why}。そのため、この本のホスト {r.host_id}({r.cpu_model}、カーネル {r.kernel}、"
-                f"KVM モジュール {r.kvm_modules})で {r.recorded_at:%Y-%m-%d %H:%M} UTC に"
+                f"{backend_ja(r.kvm_backend, r.runs_in_vm)})で {r.recorded_at:%Y-%m-%d %H:%M} UTC に"
                 f"同じコマンドを実行したときの出力を示します。")
 
     def _repr_html_(self) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 from lab import host
 from lab.bench import harness
 from lab.bench import io as bench_io
-from lab.book import fallback
+from lab.book import fallback, pages
 from lab.book.backend import backend_ja, backend_short
 from lab.book.compare import rate_ja, spaced
 from lab.book.io import MODE_NAMES, IoData, _ring_tables
@@ -71,9 +71,8 @@ class Paths:
                                    kvm_backend=prov["kvm_backend"])
 
     def _recorded(self) -> tuple[pd.DataFrame, str]:
-        rec = bench_io.load_recorded(self._root)
-        newest = rec.groupby("host_id")["recorded_at"].transform("max")
-        rec = rec[(rec["status"] == "ok") & (rec["recorded_at"] == newest)]
+        rec = pd.concat([ds.get("io", status="ok") for ds in pages.every_host("virtio", self._root) if ds.has("io")],
+                        ignore_index=True)
         size = min(rec["size"].unique(), key=lambda s: abs(int(s) - self.size))
         batch = min(rec["batch"].unique(), key=lambda b: abs(int(b) - self.batch))
         said = "" if (size, batch) == (self.size, self.batch) else (

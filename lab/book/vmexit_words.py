@@ -1,8 +1,10 @@
 """The VMExit chapter's sentences about recorded hosts, worded from the data (glued into the prose).
 
 Every comparison ("N 倍", "遅い", "同じ向き") is computed here from the
-newest recordings under ``data/measured`` (or ``LAB_MEASURED_DIR``), and each
-sentence names the host it speaks of, so that the text follows the data.
+page's recorded data set (:func:`lab.book.pages.data`: one host, the newest
+recording of each resource), and each sentence names the host it speaks of,
+so that the text follows the data. A resource the host lacks is said to be
+missing where its sentence would stand.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from lab.bench.harness import load_measured, newest_recording
+from lab.bench.dataset import DataSet
+from lab.book import pages
 from lab.book.backend import backend_ja, is_pvm
 from lab.book.compare import cost_ja, pct_ja, spaced
-from lab.datapackage import DataError
 
 USER_KINDS = ("pio_user", "mmio_user")
 KERNEL_KINDS = ("loop", "cpuid", "pio_ioeventfd")
@@ -28,31 +30,39 @@ def host_sentence(row: Any) -> str:
             f"{backend_ja(row['kvm_backend'], bool(row['runs_in_vm']))}、{when} 記録)")
 
 
-def _reference(root: str | None, host_id: str) -> pd.DataFrame | None:
-    try:
-        ref = load_measured("reference", root)
-    except DataError:
-        return None
-    ref = ref[ref["host_id"] == host_id]
-    return None if ref.empty else newest_recording(ref).set_index("kind")
+def _data(root: str | None) -> DataSet:
+    return pages.data("vmexit", root, live=False)
 
 
-def _floor(root: str | None) -> tuple[Any, float, float, str]:
-    """The newest native-loop row, the guest loop (same session when recorded), the native loop, and which."""
-    nat = newest_recording(load_measured("native", root)).iloc[0]
-    ref = _reference(root, nat["host_id"])
-    if ref is not None and "loop" in ref.index:
-        guest, src = float(ref.loc["loop", "python_cycles"]), "同じ記録の"
+def missing_words(ds: DataSet, resource: str) -> str:
+    """The sentence that stands where a missing resource's sentence would."""
+    return (f"このページのデータのホスト {ds.host_id} には「{resource}」の記録がないので、"
+            f"ここで比べる値がありません。")
+
+
+def _exits_p32(ds: DataSet) -> pd.DataFrame:
+    return ds.get("exits", mode="protected32", status="ok").set_index("kind")
+
+
+def _floor(ds: DataSet) -> tuple[Any, float, float, str]:
+    """The native-loop row, the guest loop (the same session's reference run when recorded, else the exits
+    recording), the native loop, and which."""
+    nat = ds.get("native").iloc[0]
+    ref = ds.get("reference", kind="loop") if ds.has("reference") else pd.DataFrame()
+    if not ref.empty:
+        guest, src = float(ref.iloc[0]["python_cycles"]), "同じ記録の"
     else:
-        ex = load_measured("exits", root)
-        ex = ex[(ex["host_id"] == nat["host_id"]) & (ex["kind"] == "loop") & (ex["status"] == "ok")]
-        guest, src = float(newest_recording(ex).iloc[0]["cycles_per_exit"]), "別の日の記録の"
+        guest, src = float(ds.get("exits", kind="loop", mode="protected32", status="ok").iloc[0]["cycles_per_exit"]), \
+            "別の日の記録の"
     return nat, guest, float(nat["cycles_per_iteration"]), src
 
 
 def floor_words(root: str | None = None) -> dict[str, str]:
     """The empty loop in the guest against the same loop natively, and what that means for every other row."""
-    nat, guest, native, src = _floor(root)
+    ds = _data(root)
+    if not ds.has("native"):
+        return {"floor_sentence": missing_words(ds, "native"), "floor_meaning": ""}
+    nat, guest, native, src = _floor(ds)
     ratio = guest / native
     head = (f"{host_sentence(nat)}では、{src}ゲストの空ループ 1 周が {guest:,.0f} サイクル、"
             f"同じ命令をホストのプロセスでそのまま走らせると {native:.2f} サイクルで、{ratio:,.0f} 倍でした。")
@@ -71,9 +81,11 @@ def floor_words(root: str | None = None) -> dict[str, str]:
 
 
 def python_vs_c_words(root: str | None = None) -> dict[str, str]:
-    """How much the VMM's language adds, from the newest Python-vs-C recording."""
-    ref = load_measured("reference", root)
-    last = newest_recording(ref)
+    """How much the VMM's language adds, from the data set's Python-vs-C recording."""
+    ds = _data(root)
+    if not ds.has("reference"):
+        return {"py_vs_c": missing_words(ds, "reference"), "py_vs_c_meaning": ""}
+    last = ds.get("reference")
     r = last.set_index("kind")
     user = [k for k in USER_KINDS if k in r.index]
     kernel = [k for k in KERNEL_KINDS if k in r.index]
@@ -97,9 +109,9 @@ def python_vs_c_words(root: str | None = None) -> dict[str, str]:
 
 
 def exit_words(root: str | None = None) -> dict[str, str]:
-    """Userspace vs kernel vs ioeventfd on the newest exits recording (protected32)."""
-    ex = load_measured("exits", root)
-    ex = newest_recording(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
+    """Userspace vs kernel vs ioeventfd on the data set's exits recording (protected32)."""
+    ds = _data(root)
+    ex = _exits_p32(ds)
     row = ex.iloc[0]
     backend = backend_ja(row["kvm_backend"], bool(row["runs_in_vm"]))
     out: dict[str, str] = {"rec_host_sentence": host_sentence(row),
@@ -126,8 +138,8 @@ def exit_words(root: str | None = None) -> dict[str, str]:
 
 def summary_words(root: str | None = None) -> dict[str, str]:
     """The part's closing bullets about costs and the back end, from the same recordings as the chapter."""
-    ex = load_measured("exits", root)
-    ex = newest_recording(ex[(ex["mode"] == "protected32") & (ex["status"] == "ok")]).set_index("kind")
+    ds = _data(root)
+    ex = _exits_p32(ds)
     row = ex.iloc[0]
     net = {k: float(ex.loc[k, "net_cycles_per_exit"]) for k in ("pio_user", "cpuid", "pio_ioeventfd")}
     where = f"記録済みのホスト {row['host_id']} では、"
@@ -137,7 +149,9 @@ def summary_words(root: str | None = None) -> dict[str, str]:
               if net["pio_ioeventfd"] < net["pio_user"] else
               f"ioeventfd は、このホストでは正味 {net['pio_ioeventfd']:,.0f} サイクルで、"
               "戻りをなくしても安くなりませんでした。")
-    nat, guest, native, _ = _floor(root)
+    if not ds.has("native"):
+        return {"sum_costs": costs, "sum_backend": missing_words(ds, "native")}
+    nat, guest, native, _ = _floor(ds)
     ratio = guest / native
     head = f"記録済みのホスト {nat['host_id']} の KVM は{backend_ja(nat['kvm_backend'], bool(nat['runs_in_vm']))}で、"
     floor = head + f"ゲストの空ループは同じ命令をホストでそのまま走らせたときの {ratio:,.0f} 倍かかりました。"

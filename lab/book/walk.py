@@ -24,9 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab import host
-from lab.bench.harness import load_measured
-from lab.book import fallback
+from lab.book import fallback, pages
 from lab.book.vmm_words import message_ja
 from lab.kvm import Exit, KvmError
 
@@ -123,8 +121,9 @@ class Walk:
     """Live values of the reader's own run, or the recorded hosts' answers to the same steps."""
 
     def __init__(self, root: str | None = None):
-        self.reason = fallback.live_reason()
-        self.live = self.reason is None
+        self._data = pages.data("kvm", root)
+        self.live = self._data.live
+        self.reason = None if self.live else fallback.reason_ja(str(self._data.reason))
         self._root = root
         self._values: list[tuple[str, str, dict[str, Any], str]] = []  # action, outcome, values, message
 
@@ -140,9 +139,8 @@ class Walk:
         self._values.append((action, type(exc).__name__, {}, str(exc)))
 
     def _recorded(self, action: str) -> tuple[list[Step], pd.Series]:
-        rec = load_measured("tour", self._root)
-        latest = rec.groupby("host_id")["recorded_at"].transform("max")
-        rec = rec[(rec["recorded_at"] == latest) & (rec["action"] == action)].sort_values(["host_id", "step"])
+        rec = pd.concat([ds.get("tour", action=action) for ds in pages.every_host("kvm", self._root)],
+                        ignore_index=True).sort_values(["host_id", "step"])
         if rec.empty:
             raise KeyError(f"no recorded tour step {action!r}: run 'python -m lab record --only tour' on a KVM host")
         steps = [_step(r.host_id, action, r.outcome, json.loads(r.values), r.message) for r in rec.itertuples()]
@@ -151,7 +149,7 @@ class Walk:
     def show(self, action: str, n: int | None = None) -> Shown:
         """The steps ``action`` of this run (the first ``n``), or of every recorded host."""
         if self.live:
-            hid = host.host_id(host.read_cpuinfo())
+            hid = self._data.host_id
             steps = [_step(hid, a, o, v, m) for a, o, v, m in self._values if a == action][:n]
             if not steps:
                 raise KeyError(f"nothing recorded for {action!r} in this run: run the cell above first")
@@ -179,9 +177,8 @@ def _step(host_id: str, action: str, outcome: str, values: dict[str, Any], messa
 
 def hypercall_words(root: str | None = None) -> str:
     """How the single hypercall ended on each recorded host (newest recording each), as one sentence."""
-    rec = load_measured("tour", root)
-    rec = rec[(rec["action"] == "hypercall_once")
-              & (rec["recorded_at"] == rec.groupby("host_id")["recorded_at"].transform("max"))]
+    rec = pd.concat([ds.get("tour", action="hypercall_once") for ds in pages.every_host("kvm", root)],
+                    ignore_index=True)
     parts = []
     for r in rec.sort_values("host_id").itertuples():
         insn = json.loads(r.values).get("insn", "ハイパーコール")
