@@ -14,55 +14,32 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import synthetic  # noqa: E402  (tests/synthetic.py)
 
 from lab import datapackage
-from lab.bench import exits, harness, native
-from lab.bench import io as bench_io
+from lab.bench import exits, harness
 from lab.contrib import archive, checks, private
 from lab.contrib.add import add
 from lab.contrib.checks import ContributionError
 from lab.paths import REPO_ROOT
 
-HOST = "intel-5a5a5a5a"      # the contribution
-THERE = "amd-0e0e0e0e"       # a host already in the synthetic data/measured
-WHEN = ("2026-10-01T10:00:00+00:00", "2026-10-01T10:00:05+00:00", "2026-10-01T10:00:09+00:00")
+HOST, THERE = synthetic.FORWARD_ID, synthetic.OTHER_ID  # the contribution; a host already in data/measured
+#: What ``python -m lab record`` writes of a synthetic host (exits in two modes, native, io).
+RECORDED = ("exits", "native", "io")
 
 
-def _prov(host_id: str, when: str, **extra) -> dict:
-    return {"host_id": host_id, "recorded_at": when, "cpu_vendor": host_id.split("-")[0],
-            "cpu_model": "Synthetic CPU", "kernel": "6.1.0-test", "runs_in_vm": True, "kvm_backend": "kvm_pvm",
-            "kvm_modules": "kvm kvm_pvm", "kvm_nested_param": "", "logical_cpus": 4, "lab_version": "0.1.0",
-            "python": "3.11.7", "command": "python -m lab record --root <folder>", **extra}
+def make_host(root: Path, host_id: str, scale: float = 1.0, days: int = 0) -> Path:
+    return synthetic.make_host(root, host_id, scale=scale, start=synthetic.BASE + timedelta(days=days),
+                               resources=RECORDED)
 
 
-def make_host(root: Path, host_id: str, scale: float = 1.0) -> Path:
-    """A host folder as ``python -m lab record`` writes it: exits, native and io, three recordings."""
-    tsc = {"tsc_khz": 2_000_000.0, "tsc_source": "KVM_GET_TSC_KHZ"}
-    ex = [harness.Result.from_samples(kind, [c * scale, c * scale * 1.1, c * scale * 0.9], [1000.0] * 3,
-                                      iterations=100, tsc_khz=2_000_000, mode="protected32")
-          for kind, c in (("loop", 2000.0), ("cpuid", 5000.0), ("pio_user", 20000.0))]
-    ex.append(harness.Result("hypercall", "unavailable", 3, 100, reason="never completed",
-                             extra={"mode": "protected32"}))
-    prov = _prov(host_id, WHEN[0], **tsc)
-    harness.record("exits", exits.to_frame(ex, prov), exits.FIELDS, prov, root=root)
-    prov = _prov(host_id, WHEN[1])
-    loop = native.NativeLoop(iterations=1000, repeat=5, median=1.0 * scale, q1=0.9 * scale, q3=1.2 * scale)
-    harness.record("native", native.to_frame([loop], prov), native.FIELDS, prov, root=root)
-    prov = _prov(host_id, WHEN[2], **tsc)
-    io_results = []
-    for mode, exits_per, cycles in (("hvm", 17.0, 600_000.0), ("virtio", 1.0, 90_000.0)):
-        r = harness.Result.from_samples(mode, [cycles * scale, cycles * scale * 1.2], [1.0, 1.0], iterations=64,
-                                        tsc_khz=2_000_000, batch=1, size=64, expected_exits_per_request=exits_per,
-                                        exits_per_request=exits_per, requests_per_s=3000.0 / scale,
-                                        requests_per_s_q1=2900.0 / scale, requests_per_s_q3=3100.0 / scale,
-                                        bytes_per_s=192000.0, kicks_per_run=0)
-        io_results.append(r)
-    harness.record("io", bench_io.to_frame(io_results, prov), bench_io.FIELDS, prov, root=root)
-    return root / host_id
+def _times(folder: Path) -> list[str]:
+    return list(pd.read_csv(folder / "provenance.csv", dtype=str)["recorded_at"])
 
 
 def archive_of(folder: Path, out: Path, host_id: str | None = None) -> Path:
@@ -141,7 +118,7 @@ def _extra_resource(folder: Path) -> None:
 
 def _retime(folder: Path, old: str, new: str) -> None:
     """Move one recording to another time, in provenance and in its resource alike."""
-    for name in ("provenance", "exits", "native", "io"):
+    for name in ("provenance", *RECORDED):
         _edit_csv(folder, name, lambda f: f.assign(recorded_at=f["recorded_at"].replace(old, new)))
 
 
@@ -164,8 +141,8 @@ def _same_cycles_as_there(measured: Path):
     def edit(folder: Path) -> None:  # another host id and times, the very cycles of the host there
         theirs = pd.read_csv(measured / THERE / "exits.csv", dtype=str, keep_default_na=False)
         def swap(frame):
-            frame[["cycles_per_exit", "cycles_q1", "cycles_q3", "cycles_min", "cycles_max", "ns_per_exit"]] = \
-                theirs[["cycles_per_exit", "cycles_q1", "cycles_q3", "cycles_min", "cycles_max", "ns_per_exit"]]
+            measured_columns = [c for c in frame.columns if c not in ("host_id", "recorded_at")]
+            frame[measured_columns] = theirs[measured_columns]
             return frame
         _edit_csv(folder, "exits", swap)
     return edit
@@ -193,7 +170,7 @@ BROKEN = {
               ("a TSC of 50 MHz", _set("provenance", "tsc_khz", "50000"), "100 MHz and 10 GHz"),
               ("a TSC of 20 GHz", _set("provenance", "tsc_khz", "20000000"), "100 MHz and 10 GHz"),
               ("a median outside its spread", _set("native", "cycles_q1", "5"), "spread"),
-              ("recorded in the future", lambda f: _retime(f, WHEN[1], "2099-01-01T00:00:00+00:00"), "future")],
+              ("recorded in the future", lambda f: _retime(f, _times(f)[2], "2099-01-01T00:00:00+00:00"), "future")],
     "private": [("a home folder in the command", _set("provenance", "command",
                                                       "python -m lab record --root /home/alice/rec"), "/home/alice"),
                 ("a user at a host in a reason", _set("exits", "reason", "seen by alice@laptop", row=3),
@@ -309,12 +286,11 @@ def test_a_good_contribution_is_added_and_an_older_layout_migrated(good, measure
 
 
 def test_more_recordings_of_a_known_host_join_its_package(measured, tmp_path):
-    later = make_host(tmp_path / "later", THERE, scale=0.8)
-    for when in WHEN:
-        _retime(later, when, when.replace("2026-10-01", "2026-10-05"))
+    before = len(harness.load_provenance(measured / THERE)), len(exits.load_recorded(measured))
+    later = make_host(tmp_path / "later", THERE, scale=0.8, days=4)
     add(archive.pack(later, tmp_path / "later.tar.gz").path, measured)
-    prov = harness.load_provenance(measured / THERE)
-    assert len(prov) == 6 and len(exits.load_recorded(measured)) == 8
+    after = len(harness.load_provenance(measured / THERE)), len(exits.load_recorded(measured))
+    assert after == (2 * before[0], 2 * before[1])
 
 
 def test_check_only_adds_nothing(good, measured, tmp_path):
