@@ -18,3 +18,16 @@ def test_a_check_without_words_is_an_error(monkeypatch):
         assert "new-check" in str(exc)
     else:
         raise AssertionError("a check the book does not explain went unnoticed")
+
+
+def test_the_resources_table_says_which_host_lacks_what(tmp_path):
+    import synthetic
+
+    from lab.bench import BENCHES
+
+    synthetic.make_host(tmp_path, synthetic.FORWARD_ID)
+    synthetic.make_host(tmp_path, synthetic.OTHER_ID, resources=("exits", "native", "tour", "io"))
+    frame = book_contrib.resources_frame(tmp_path).set_index("ホスト")
+    assert set(frame.columns) == set(BENCHES)
+    assert (frame.loc[synthetic.FORWARD_ID] == book_contrib.HAS).all()
+    assert {r for r in BENCHES if frame.loc[synthetic.OTHER_ID, r] == book_contrib.LACKS} == {"qemu-io", "reference"}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from lab import datapackage
+from lab.bench import BENCHES, dataset
 from lab.contrib import ranges
 from lab.contrib.checks import CHECKS
 
@@ -37,3 +41,19 @@ def checks_frame() -> pd.DataFrame:
     if missing:
         raise KeyError(f"no Japanese for the checks {missing}")
     return pd.DataFrame([{"検査": name, "確かめること": CHECKS_JA[name]} for name in CHECKS])
+
+
+#: What a host's row says for a resource it has, and for one it lacks.
+HAS, LACKS = "あり", "なし"
+
+
+def resources_frame(root: str | Path | None = None) -> pd.DataFrame:
+    """One row per recorded host, one column per resource ``python -m lab record`` writes: has it or not."""
+    root = dataset.measured_root(root)
+    rows = []
+    for pkg in datapackage.find_packages(root):
+        names = {r.get("name") for r in datapackage.read_descriptor(pkg)["resources"]}
+        rows.append({"ホスト": pkg.name, **{name: HAS if name in names else LACKS for name in BENCHES}})
+    if not rows:
+        raise datapackage.DataError(f"no recording under {root}: run 'python -m lab record' on a KVM host")
+    return pd.DataFrame(rows)
