@@ -26,3 +26,17 @@ def test_recorded_hosts_lists_every_recording_host():
     hosts = {p.name for p in datapackage.find_packages(paths.MEASURED_DIR)}
     assert set(table["ホスト"]) == hosts
     assert (table["記録の回数"] >= 1).all()
+
+
+def test_recorded_hosts_say_a_pvm_host_in_a_vm_is_not_nested(synthetic_roots):
+    """The forward synthetic host is kvm_pvm in a VM, the reversed one kvm_amd in a VM (nested)."""
+    from lab.book import backend
+
+    table = book_host.recorded_hosts(synthetic_roots["both"]).set_index("ホスト")
+    assert list(table.columns) == list(book_host.recorded_hosts().columns)[1:]
+    cells = table.iloc[:, 2].to_dict()  # the back-end column, whatever its heading
+    from synthetic import FORWARD_ID, REVERSED_ID
+
+    assert cells[FORWARD_ID].startswith(backend.backend_short("kvm_pvm", True)) and "kvm_pvm" in cells[FORWARD_ID]
+    assert cells[REVERSED_ID].startswith(backend.backend_short("kvm_amd", True))
+    assert backend.backend_short("kvm_pvm", True) == backend.backend_short("kvm_pvm", False)  # in a VM, not nested

@@ -10,7 +10,7 @@ from pandas.io.formats.style import Styler
 from lab import datapackage, paths
 from lab.bench import harness
 from lab.book import words
-from lab.book.backend import backend_ja
+from lab.book.backend import backend_short
 from lab.devnode import DeviceAccess
 from lab.host import KVM_DEVICE, Probe
 
@@ -108,9 +108,11 @@ def recorded_hosts(root: str | Path | None = None) -> pd.DataFrame:
     for pkg in datapackage.find_packages(root):
         prov = harness.load_provenance(pkg).sort_values("recorded_at")
         last = prov.iloc[-1]
+        in_vm = bool(last["runs_in_vm"])
         rows.append({
             "ホスト": last["host_id"], "CPU": last["cpu_model"], "カーネル": last["kernel"],
-            "KVM のバックエンド": backend_ja(last["kvm_backend"], bool(last["runs_in_vm"])),
+            "KVM のバックエンド": f"{backend_short(last['kvm_backend'], in_vm)}({last['kvm_backend']})",
+            "カーネルが動く場所": "VM の中" if in_vm else "ベアメタル",
             "記録の回数": len(prov), "最後の記録 (UTC)": f"{last['recorded_at']:%Y-%m-%d %H:%M}",
         })
     if not rows:
