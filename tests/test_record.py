@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from lab import datapackage, host
-from lab.bench import cli, harness
+from lab.bench import cli, harness, record_root
 from lab.bench.registry import Bench
 from lab.paths import REPO_ROOT
 
@@ -52,17 +52,17 @@ def test_check_root_refuses_a_broken_package_and_accepts_a_new_folder(tmp_path):
     (tmp_path / "h-00000000").mkdir()
     (tmp_path / "h-00000000" / datapackage.DESCRIPTOR).write_text("{not json")
     with pytest.raises(datapackage.DataError, match="not valid"):
-        harness.check_root(tmp_path, "h-00000000")
-    assert harness.check_root(tmp_path / "new" / "deeper", "h-00000000") == tmp_path / "new" / "deeper"
+        record_root.check_root(tmp_path, "h-00000000")
+    assert record_root.check_root(tmp_path / "new" / "deeper", "h-00000000") == tmp_path / "new" / "deeper"
     assert not (tmp_path / "new").exists()  # checked, not created
 
 
 def test_hide_root_writes_the_folder_as_a_placeholder():
-    assert harness.hide_root("python -m lab record --only io --root /home/ann/x --replace") == \
+    assert record_root.hide_root("python -m lab record --only io --root /home/ann/x --replace") == \
         "python -m lab record --only io --root <folder> --replace"
-    assert harness.hide_root("python -m lab record --root='/tmp/a b' --only io") == \
+    assert record_root.hide_root("python -m lab record --root='/tmp/a b' --only io") == \
         "python -m lab record --root <folder> --only io"
-    assert harness.hide_root("python -m lab record --only io") == "python -m lab record --only io"
+    assert record_root.hide_root("python -m lab record --only io") == "python -m lab record --only io"
 
 
 def _fake_bench(name: str, measure) -> Bench:

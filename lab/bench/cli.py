@@ -8,7 +8,7 @@ import shlex
 import sys
 
 from lab import datapackage, host, kvm
-from lab.bench import BENCHES, harness
+from lab.bench import BENCHES, harness, record_root
 
 
 def bench_args(p: argparse.ArgumentParser) -> None:
@@ -106,11 +106,11 @@ def record_run(args: argparse.Namespace) -> int:
     """
     probe = host.probe(libvirt_uris=())
     try:
-        root = harness.check_root(args.root, probe.host_id)
+        root = record_root.check_root(args.root, probe.host_id)
     except datapackage.DataError as exc:
         print(f"error: nothing measured: {exc}", file=sys.stderr)
         return 2
-    command = harness.hide_root("python -m lab record " + shlex.join(sys.argv[2:]))
+    command = record_root.hide_root("python -m lab record " + shlex.join(sys.argv[2:]))
     recorded: list[str] = []
     skipped: list[tuple[str, str]] = []  # (benchmark, why it did not run here)
     failed: list[tuple[str, str]] = []   # (benchmark, what went wrong)

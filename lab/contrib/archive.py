@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__, datapackage
-from lab.bench import harness
+from lab.bench import record_root
 from lab.contrib import private
 from lab.contrib.checks import Checked, ContributionError, check_folder, recorded_resources
 
@@ -90,7 +90,7 @@ def pack(folder: str | os.PathLike[str], output: str | os.PathLike[str] | None =
               for r in kept if (folder / r["path"]).is_file()}
     if "provenance" in frames:
         prov = frames["provenance"]
-        prov["command"] = [harness.hide_root(c) for c in prov.get("command", [])]
+        prov["command"] = [record_root.hide_root(c) for c in prov.get("command", [])]
         used = {(h, t) for n, f in frames.items() if n != "provenance" and {"host_id", "recorded_at"} <= set(f)
                 for h, t in zip(f["host_id"], f["recorded_at"], strict=True)}
         keep = [(h, t) in used for h, t in zip(prov["host_id"], prov["recorded_at"], strict=True)]

@@ -211,9 +211,9 @@ def _host(host_id: str, descriptor: Mapping[str, Any], typed: Mapping[str, pd.Da
             line = int(frame.index[frame["host_id"] != host_id][0]) + 2
             raise ContributionError("host", f"{name}.csv:{line}: host id {other[0]!r}, but the folder is "
                                             f"{host_id!r}: a contribution holds one host")
-    name = descriptor.get("name")
-    if name is not None and name != f"{harness.PACKAGE_NAME_PREFIX}{host_id}":
-        raise ContributionError("host", f"{datapackage.DESCRIPTOR} is named {name!r}, not "
+    package = descriptor.get("name")
+    if package is not None and package != f"{harness.PACKAGE_NAME_PREFIX}{host_id}":
+        raise ContributionError("host", f"{datapackage.DESCRIPTOR} is named {package!r}, not "
                                         f"{harness.PACKAGE_NAME_PREFIX}{host_id!r}")
     vendor = host_id.split("-")[0]
     wrong = sorted(set(typed["provenance"]["cpu_vendor"]) - {vendor})

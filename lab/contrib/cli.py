@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lab import datapackage, host, paths
-from lab.bench import harness
+from lab.bench import record_root
 from lab.contrib import add as adding
 from lab.contrib import archive
 from lab.contrib.checks import CHECKS, Checked, ContributionError
@@ -76,7 +76,7 @@ def pack_summary(packed: archive.Packed) -> list[str]:
     lines += [*[f"Note: {n.replace('migrated', 'python -m lab add migrates it')}" for n in c.notes
                 if "older layout" in n],
               "", "Checked: no host name, user name or path is in the file (this machine's host and user names "
-              f"were looked for too); the folder given to --root is written as {harness.ROOT_PLACEHOLDER} "
+              f"were looked for too); the folder given to --root is written as {record_root.ROOT_PLACEHOLDER} "
               f"in every recorded command.",
               f"Send the file and its sha256 to the book's maintainers; they add it with "
               f"'python -m lab add {packed.path.name}'."]
