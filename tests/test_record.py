@@ -85,14 +85,14 @@ def _broken(args, progress):
     raise RuntimeError("something broke half way")
 
 
-def _run_record(monkeypatch, tmp_path, benches, only=()):
+def _record_with(monkeypatch, tmp_path, benches, only=()):
     monkeypatch.setattr(cli, "BENCHES", benches)
     import argparse
 
     parser = argparse.ArgumentParser()
     cli.record_args(parser)
-    argv = ["--root", str(tmp_path), *[a for name in only for a in ("--only", name)]]
-    monkeypatch.setattr(sys, "argv", ["python -m lab", "record", *argv])
+    options = ["--root", str(tmp_path), *[a for name in only for a in ("--only", name)]]
+    monkeypatch.setattr(sys, "argv", ["python -m lab", "record", *options])
     # --only's choices are the real benchmarks; the fake ones are chosen by leaving --only out
     args = parser.parse_args(["--root", str(tmp_path)])
     args.only = list(only) or None
@@ -104,7 +104,7 @@ def test_record_names_what_cannot_run_and_records_the_rest(monkeypatch, tmp_path
                "needs-tool": _fake_bench("needs-tool", _no_tool),
                "breaks": _fake_bench("breaks", _broken),
                "last": _fake_bench("last", lambda a, p: [3.0])}
-    status = _run_record(monkeypatch, tmp_path, benches)
+    status = _record_with(monkeypatch, tmp_path, benches)
     out = capsys.readouterr().out
     assert status == 1  # one benchmark failed
     assert "not recorded, cannot run here: needs-tool: the tool it needs is not installed here" in out
@@ -116,9 +116,9 @@ def test_record_names_what_cannot_run_and_records_the_rest(monkeypatch, tmp_path
 
 def test_record_of_everything_succeeds_when_the_rest_cannot_run_here(monkeypatch, tmp_path, capsys):
     benches = {"first": _fake_bench("first", lambda a, p: [1.0]), "needs-tool": _fake_bench("needs-tool", _no_tool)}
-    assert _run_record(monkeypatch, tmp_path, benches) == 0
-    assert _run_record(monkeypatch, tmp_path, benches, only=["needs-tool"]) == 1  # asked for by name
-    assert _run_record(monkeypatch, tmp_path, {"needs-tool": _fake_bench("needs-tool", _no_tool)}) == 1
+    assert _record_with(monkeypatch, tmp_path, benches) == 0
+    assert _record_with(monkeypatch, tmp_path, benches, only=["needs-tool"]) == 1  # asked for by name
+    assert _record_with(monkeypatch, tmp_path, {"needs-tool": _fake_bench("needs-tool", _no_tool)}) == 1
     assert "recorded in" in capsys.readouterr().out
 
 
