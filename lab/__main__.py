@@ -96,12 +96,39 @@ def _kit_run(args: argparse.Namespace) -> int:
     return cli.run(args)
 
 
+def _pack_args(p: argparse.ArgumentParser) -> None:
+    from lab.contrib import cli
+
+    cli.pack_args(p)
+
+
+def _pack_run(args: argparse.Namespace) -> int:
+    from lab.contrib import cli
+
+    return cli.pack_run(args)
+
+
+def _add_args(p: argparse.ArgumentParser) -> None:
+    from lab.contrib import cli
+
+    cli.add_args(p)
+
+
+def _add_run(args: argparse.Namespace) -> int:
+    from lab.contrib import cli
+
+    return cli.add_run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "probe": ("what this machine offers: /dev/kvm, CPU, kvm modules, libvirt", _probe_args, _probe_run),
     "bench": ("run a benchmark on this host: python -m lab bench exits [--json] [--repeat N]", _bench_args, _bench_run),
     "kit": ("build the guest kit (Debian kernel + busybox) that QEMU guests boot: python -m lab kit build",
             _kit_args, _kit_run),
     "record": ("run the benchmarks and record them in data/measured/<host-id>/", _record_args, _record_run),
+    "pack": ("pack this host's recordings into one file to send, with its checksum and a summary",
+             _pack_args, _pack_run),
+    "add": ("check a packed contribution and add its recordings to data/measured/", _add_args, _add_run),
 }
 
 

@@ -270,6 +270,35 @@ def recover(package_dir: str | os.PathLike[str], *, tidy: bool = True) -> Path:
     return package_dir
 
 
+def check_writable(folder: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a folder that packages cannot be written into; return it.
+
+    The folder need not exist yet (it is created when the first package is
+    written), but it must be a folder, or creatable in its nearest existing
+    parent. Writability is tried for real (a temporary folder is made and
+    removed), since permission bits say nothing for root, on /proc or on a
+    read-only mount. Nothing is left behind.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; give a folder to write the recordings into")
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"{folder}: cannot be created, since {existing} is not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".lab-write-check-", dir=existing)
+    except OSError as exc:
+        what = "write into it" if existing == folder else f"create it in {existing}"
+        raise DataError(f"{folder}: cannot {what} ({exc.strerror or exc}); "
+                        f"choose a folder you can write to") from None
+    os.rmdir(probe)
+    return folder
+
+
 def write_package(package_dir: str | os.PathLike[str], descriptor: Mapping[str, Any],
                   frames: Mapping[str, pd.DataFrame], extra_files: Mapping[str, str] | None = None) -> Path:
     """Write a whole package: after it returns the new package is in place; if it fails, the old one is.

@@ -13,6 +13,8 @@ The shared machinery (statistics, provenance, progress, recording) is in
 * :mod:`lab.bench.reference` - the same guest bytes under this Python VMM and a C VMM;
 * :mod:`lab.bench.native` - the guest's empty loop run natively on the host;
 * :mod:`lab.bench.qemu_io` - register accesses per disk request in QEMU's real device models.
+
+Where recordings go (``--root``, checked before anything is measured): :mod:`lab.bench.record_root`.
 """
 
 # The registry first: a benchmark module may import Bench and register from lab.bench itself.

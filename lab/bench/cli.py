@@ -7,8 +7,8 @@ import json
 import shlex
 import sys
 
-from lab import host, kvm
-from lab.bench import BENCHES, harness
+from lab import datapackage, host, kvm
+from lab.bench import BENCHES, harness, record_root
 
 
 def bench_args(p: argparse.ArgumentParser) -> None:
@@ -36,13 +36,17 @@ def _print_table(results) -> None:
               f"({ok[0].extra.get('tsc_source', '')}); mode {ok[0].extra.get('mode', '')}")
 
 
+class CannotMeasure(Exception):
+    """The host cannot run a benchmark (no /dev/kvm, no gcc, no guest kit, ...): the reason, in English."""
+
+
 def _measure(b, args):
+    """The results of benchmark ``b``; :class:`CannotMeasure` when this host cannot run it."""
     progress = harness.Progress(b.steps(args), label=b.name)
     try:
         return b.measure(args, progress)
     except (kvm.KvmUnavailable, *b.unavailable()) as exc:
-        print(f"cannot measure: {exc}", file=sys.stderr)
-        return None
+        raise CannotMeasure(str(exc)) from exc
     finally:
         progress.close()
 
@@ -54,7 +58,8 @@ def bench_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if results is None:
+    except CannotMeasure as exc:
+        print(f"cannot measure: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(b.as_json(results), ensure_ascii=False, indent=2))
@@ -91,19 +96,51 @@ def _bench_namespace(b, args: argparse.Namespace) -> argparse.Namespace:
 
 
 def record_run(args: argparse.Namespace) -> int:
+    """Record every benchmark asked for (default: all) that this host can run.
+
+    The folder is checked first, so that a measurement is never made only to
+    be lost. A benchmark the host cannot run is named with its reason and the
+    others go on; so does one that fails. Exit status 0 when every benchmark
+    asked for by name was recorded (without ``--only``: at least one was, and
+    the rest could not run here), 1 otherwise, 2 when the folder is refused.
+    """
     probe = host.probe(libvirt_uris=())
+    try:
+        root = record_root.check_root(args.root, probe.host_id)
+    except datapackage.DataError as exc:
+        print(f"error: nothing measured: {exc}", file=sys.stderr)
+        return 2
+    command = record_root.hide_root("python -m lab record " + shlex.join(sys.argv[2:]))
+    recorded: list[str] = []
+    skipped: list[tuple[str, str]] = []  # (benchmark, why it did not run here)
+    failed: list[tuple[str, str]] = []   # (benchmark, what went wrong)
     status = 0
     for name in args.only or list(BENCHES):
         b = BENCHES[name]
-        results = _measure(b, _bench_namespace(b, args))
-        if results is None:
-            return 1
-        prov = harness.provenance(probe, command="python -m lab record " + shlex.join(sys.argv[2:]),
-                                  **b.provenance(results))
-        frame = b.to_frame(results, prov)
-        path = harness.record(name, frame, b.fields, prov, root=args.root, description=b.description,
-                              replace=args.replace)
+        print(f"=== {name}", flush=True)
+        try:
+            results = _measure(b, _bench_namespace(b, args))
+            prov = harness.provenance(probe, command=command, **b.provenance(results))
+            path = harness.record(name, b.to_frame(results, prov), b.fields, prov, root=root,
+                                  description=b.description, replace=args.replace)
+        except CannotMeasure as exc:
+            print(f"not recorded: {name} cannot run on this host: {exc}", flush=True)
+            skipped.append((name, str(exc)))
+            continue
+        except Exception as exc:  # one failing benchmark must not lose the others (named below)
+            print(f"not recorded: {name} failed: {type(exc).__name__}: {exc}", flush=True)
+            failed.append((name, f"{type(exc).__name__}: {exc}"))
+            continue
         (b.show or _print_table)(results)
-        print(f"recorded {name} -> {path}")
+        print(f"recorded {name} -> {path}", flush=True)
+        recorded.append(name)
         status |= 0 if b.ok(results) else 1
+    print()
+    print(f"recorded in {harness.host_dir(probe.host_id, root)}: {', '.join(recorded) or 'nothing'}")
+    for name, why in skipped:
+        print(f"not recorded, cannot run here: {name}: {why}")
+    for name, why in failed:
+        print(f"not recorded, failed: {name}: {why}")
+    if failed or not recorded or (args.only and skipped):
+        status = 1
     return status

@@ -206,7 +206,7 @@ def _cell(value: Any) -> str:
     return "true" if value is True else "false" if value is False else "" if value is None else str(value)
 
 
-def _new_descriptor(host_id: str) -> dict[str, Any]:
+def new_descriptor(host_id: str) -> dict[str, Any]:
     return {
         "name": f"{PACKAGE_NAME_PREFIX}{host_id}",
         "title": f"Measurements recorded on host {host_id}",
@@ -224,7 +224,12 @@ PROVENANCE_RESOURCE: dict[str, Any] = {
 }
 
 
-def _read_package_text(target: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, str]]:
+def measured_resource(name: str, fields: list[dict[str, Any]], description: str = "") -> dict[str, Any]:
+    """The descriptor entry of a measured resource (``fields`` start with :data:`RECORDING_KEY`)."""
+    return {"name": name, "path": f"{name}.csv", "description": description, "schema": {"fields": fields}}
+
+
+def read_package_text(target: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, str]]:
     """A measured package's descriptor, its resources as text cells (provenance in the current layout),
     and the other files it holds (e.g. a contributor's ``record.log``), kept when it is rewritten."""
     import pandas as pd
@@ -250,7 +255,7 @@ def migrate_package(package_dir: str | Path) -> Path:
     """
     package_dir = Path(package_dir)
     check_links(package_dir)
-    descriptor, frames, extra = _read_package_text(package_dir)
+    descriptor, frames, extra = read_package_text(package_dir)
     descriptor = {**descriptor, "resources": [PROVENANCE_RESOURCE if r["name"] == "provenance" else r
                                               for r in descriptor["resources"]]}
     path = datapackage.write_package(package_dir, descriptor, frames, extra)
@@ -273,9 +278,9 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
 
     target = host_dir(prov["host_id"], root)
     if (target / datapackage.DESCRIPTOR).exists():
-        descriptor, frames, extra = _read_package_text(target)
+        descriptor, frames, extra = read_package_text(target)
     else:
-        descriptor, frames, extra = _new_descriptor(prov["host_id"]), {}, {}
+        descriptor, frames, extra = new_descriptor(prov["host_id"]), {}, {}
     prov_frame = frames.get("provenance", pd.DataFrame(columns=[f["name"] for f in PROVENANCE_FIELDS]))
     row = {f["name"]: _cell(prov.get(f["name"], "")) for f in PROVENANCE_FIELDS}
     same = (prov_frame["host_id"] == row["host_id"]) & (
@@ -301,8 +306,7 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
 
     resources = [r for r in descriptor["resources"] if r["name"] not in ("provenance", resource)]
     resources.insert(0, PROVENANCE_RESOURCE)
-    resources.append({"name": resource, "path": f"{resource}.csv", "description": description,
-                      "schema": {"fields": fields}})
+    resources.append(measured_resource(resource, fields, description))
     descriptor["resources"] = resources
     path = datapackage.write_package(target, descriptor, frames, extra)
     check_links(path)

@@ -1,7 +1,8 @@
 """Python harness vs a C loop, side by side, on the same guest code in the same run.
 
 ``python -m lab.bench.reference [--repeat N] [--iterations N] [--mode M] [--kinds ...]``
-compiles ``tests/reference/exit_loop.c`` with gcc, then for each kind runs
+compiles ``lab/bench/exit_loop.c`` (package data, installed with
+the package) with gcc, then for each kind runs
 the C loop and the Python harness alternately (C, Python, C, Python, ...) so
 that both see the same moments of a shared machine, and prints the medians
 next to each other. The guest bytes are those of :func:`lab.guests.exit_loop`.
@@ -10,6 +11,7 @@ next to each other. The guest bytes are those of :func:`lab.guests.exit_loop`.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import shutil
 import subprocess
 import sys
@@ -22,12 +24,13 @@ from lab import guests, kvm
 from lab.bench import exits
 from lab.bench.harness import RECORDING_KEY, summarize
 from lab.bench.registry import Bench, register
-from lab.paths import REPO_ROOT
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
     import pandas as pd
 
-C_SOURCE = REPO_ROOT / "tests" / "reference" / "exit_loop.c"
+#: The C VMM's source, shipped inside the package (``[tool.setuptools.package-data]``): found wherever
+#: ``lab`` is installed, not only in a checkout with the tests beside it.
+C_SOURCE = importlib.resources.files("lab.bench") / "exit_loop.c"
 #: The kinds a C loop can measure the same way (the hypercall is not measurable on every host).
 KINDS = ("loop", "cpuid", "pio_user", "mmio_user", "pio_ioeventfd")
 
@@ -41,7 +44,11 @@ def build(workdir: Path) -> Path:
     if shutil.which("gcc") is None:
         raise ReferenceUnavailable("gcc is not installed (Debian: apt-get install gcc linux-libc-dev)")
     exe = workdir / "exit_loop"
-    proc = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(C_SOURCE)], capture_output=True, text=True)
+    if not C_SOURCE.is_file():
+        raise ReferenceUnavailable(f"the C source {C_SOURCE} is not installed with the lab package: "
+                                   f"reinstall it (pip install .) from a checkout of the book")
+    with importlib.resources.as_file(C_SOURCE) as source:  # a real file even from a zipped install
+        proc = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(source)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ReferenceUnavailable(f"gcc failed: {proc.stderr.strip()[-500:]}")
     return exe
@@ -97,7 +104,7 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "python_q1", "type": "number", "description": "first quartile, Python"},
     {"name": "python_q3", "type": "number", "description": "third quartile, Python"},
     {"name": "c_cycles", "type": "number", "constraints": {"required": True},
-     "description": "median guest-timed cycles per iteration, tests/reference/exit_loop.c (C) as the VMM"},
+     "description": "median guest-timed cycles per iteration, lab/bench/exit_loop.c (C) as the VMM"},
     {"name": "c_q1", "type": "number", "description": "first quartile, C"},
     {"name": "c_q3", "type": "number", "description": "third quartile, C"},
 ]

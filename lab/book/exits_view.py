@@ -32,6 +32,19 @@ def host_words(row: Any) -> str:
     return f"{row['host_id']}({row['cpu_model']}、{backend}、{when} 記録)"
 
 
+def lacking_words(ds: Any) -> str:
+    """A recorded host that has no recording of a resource, as a table cell: id, CPU, back end."""
+    rows = next((f for f in ds.frames.values() if len(f)), None)
+    if rows is None:
+        return ds.host_id
+    r = rows.iloc[-1]
+    return f"{ds.host_id}({r['cpu_model']}、{backend_short(r['kvm_backend'], bool(r['runs_in_vm']))})"
+
+
+#: What a comparison table says in the cells of a host that has no recording of its resource.
+NOT_RECORDED = "記録なし"
+
+
 def _this_host() -> str:
     p = host.probe(libvirt_uris=())
     return f"{p.host_id}(この機械、{backend_short(p.kvm.backend, p.runs_in_vm)}、いま測定)"
@@ -70,6 +83,22 @@ class _Cell:
         frames = [ds.get(resource, **where) for ds in pages.every_host("vmexit", self._root) if ds.has(resource)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["host_id", "recorded_at"])
 
+    def lacking(self, resource: str | None = None) -> list[str]:
+        """The recorded hosts with no recording of ``resource`` (default this cell's), as table cells."""
+        resource = resource or self.resource
+        return [lacking_words(ds) for ds in pages.every_host("vmexit", self._root) if not ds.has(resource)]
+
+    def _with_lacking(self, frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+        """``frame`` with one row per recorded host that lacks this cell's resource, saying so in every cell
+        but the host's (and those named in ``keep``, copied from the first row)."""
+        hosts = self.lacking()
+        if not hosts:
+            return frame
+        first = frame.iloc[0] if len(frame) else None
+        rows = [{c: (h if c == "ホスト" else first[c] if c in keep and first is not None else NOT_RECORDED)
+                 for c in frame.columns} for h in hosts]
+        return pd.concat([frame.astype(object), pd.DataFrame(rows, columns=frame.columns)], ignore_index=True)
+
     def _note(self, recorded: pd.DataFrame) -> fallback.Note:
         if self.live:
             return fallback.live_note(host_id=host.host_id(host.read_cpuinfo()),
@@ -100,7 +129,8 @@ class Measurement(_Cell):
             {"ホスト": host_words(r), "サイクル/回(中央値)": round(r["cycles_per_exit"]),
              "四分位範囲": f"{r['cycles_q1']:.0f}–{r['cycles_q3']:.0f}",
              "回数 × 繰り返し": f"{int(r['iterations'])} × {int(r['repeat'])}"} for _, r in rec.iterrows()]
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=["ホスト", "サイクル/回(中央値)", "四分位範囲", "回数 × 繰り返し"])
+        frame = self._with_lacking(frame)
         frame.insert(0, "種類", KIND_JA.get(self.kind, self.kind))
         return _Shown(self._note(rec), frame)
 
@@ -128,7 +158,7 @@ class SideBySide(_Cell):
                               "C の VMM(サイクル/回)": f["c"].round(0).astype(int),
                               "Python − C": [f"{100 * (p - c) / c:+.0f} %"
                                              for p, c in zip(f["python"], f["c"], strict=True)]})
-        return _Shown(self._note(rec), frame)
+        return _Shown(self._note(rec), self._with_lacking(frame))
 
 
 class Floor(_Cell):
@@ -173,4 +203,4 @@ class Floor(_Cell):
             "比(ゲスト ÷ ホスト)": ["-" if pd.isna(g) else f"{g / n:,.0f} 倍"
                                    for g, n in zip(f["guest"], f["native"], strict=True)],
         })
-        return _Shown(self._note(self.recorded()), frame)
+        return _Shown(self._note(self.recorded()), self._with_lacking(frame))
