@@ -9,7 +9,8 @@ shows the output recorded by the same command on a real host, loaded with
 
 Recordings live in ``data/measured/<host-id>/`` as the resource
 ``transcripts`` of that host's data package, with a provenance row like every
-other measurement (:func:`record`). The newest recording of a command wins.
+other measurement (:func:`record`). :func:`recorded` follows the book's data-set rule
+(:mod:`lab.bench.dataset`): one host, its newest recording of the command.
 
 This module holds machine values only; the book layer
 (:mod:`lab.book.transcripts`) turns them into words.

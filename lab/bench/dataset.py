@@ -129,11 +129,12 @@ _CACHE: dict[tuple[str, str], tuple[tuple[Any, ...], pd.DataFrame | None]] = {}
 
 
 def _fingerprint(root: Path) -> tuple[Any, ...]:
-    """What changes when a package under ``root`` is written (a package is replaced as a whole)."""
+    """What changes when a package under ``root`` is written or one of its files edited."""
     out = []
     for pkg in datapackage.find_packages(root) if root.exists() else []:
-        st = (pkg / datapackage.DESCRIPTOR).stat()
-        out.append((pkg.name, st.st_ino, st.st_mtime_ns, st.st_size))
+        for f in sorted(pkg.iterdir()):
+            st = f.stat()
+            out.append((pkg.name, f.name, st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(out)
 
 
@@ -210,13 +211,14 @@ def choose_host(needs: Iterable[str], root: str | Path | None = None,
 
 
 def data_set(needs: Iterable[str], *, root: str | Path | None = None, live: bool | None = None) -> DataSet:
-    """The data set of a page that needs ``needs`` (the module's rule). ``live=False`` asks for the
-    recorded host even on a KVM host (text that quotes a recording); None decides by :func:`why_not_live`."""
+    """The data set of a page that needs ``needs`` (the module's rule). ``live=None`` decides by
+    :func:`why_not_live`; ``live=False`` asks for the recorded host even on a KVM host (text that quotes
+    a recording); ``live=True`` gives a live data set whatever the probe says (the caller measures)."""
     needs = tuple(dict.fromkeys(needs))
     if not needs:
         raise ValueError("a data set needs at least one resource")
-    reason = why_not_live() if live is not False else (why_not_live() or ASKED)
-    if reason is None or live is True:
+    reason = None if live is True else why_not_live() if live is None else (why_not_live() or ASKED)
+    if reason is None:
         return DataSet(host.host_id(host.read_cpuinfo()), True, needs, LIVE)
     loaded = _load(needs, measured_root(root))
     host_id, chosen_by = choose_host(needs, root, loaded)

@@ -1,8 +1,8 @@
 """What the virtio chapter shows: the I/O comparison, live or recorded, as switchable figures.
 
 :func:`load` measures on this host when KVM is usable (a short run of the
-:mod:`lab.bench.io` benchmark) and otherwise falls back to the newest
-recording under ``data/measured/``, saying from which host and why.
+:mod:`lab.bench.io` benchmark) and otherwise falls back to the page's recorded
+data set (:func:`lab.book.pages.data`), saying from which host and why.
 :func:`switchable` turns the result into one figure per style (HVM, PV,
 virtio) in a :class:`lab.book.widgets.Switchable`: toggle buttons in a live
 kernel, synchronised tabs in the static book.
@@ -116,7 +116,7 @@ def measure(**settings: Any) -> IoData:
 
 
 def load(live: bool | None = None, root: str | None = None) -> IoData:
-    """Live data when KVM is usable (and ``live`` is not False), else the newest recording."""
+    """Live data when KVM is usable (and ``live`` is not False), else the page's recorded data set."""
     reason = fallback.live_reason()
     if live is False:
         reason = "ライブの測定を切ってある(live=False)"

@@ -217,7 +217,8 @@ def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
 
 def exits(repeat: int = 5, iterations: int = 1000, mode: str = "protected32", root: str | None = None,
           live: bool = True) -> Shown:
-    """The exits benchmark: measured here (quick settings) or the latest recording (always with ``live=False``)."""
+    """The exits benchmark: measured here (quick settings), else the page's recorded host (``live=False``: every
+    recorded host)."""
     if not live:
         return _all_hosts_exits(root, mode)
     ds = pages.data("vmexit", root)

@@ -1,7 +1,7 @@
 """Register accesses per disk request in QEMU's real device models, for the book (Japanese).
 
 The counts come from :mod:`lab.bench.qemu_io` (a real Linux guest, QEMU's
-IDE, AHCI and virtio-blk). :func:`load` shows the newest recording unless a
+IDE, AHCI and virtio-blk). :func:`load` shows the page's recorded data set unless a
 live run is possible *and* asked for: a live run boots four guests (about
 40 s), so a chapter build never starts one unless ``LAB_LIVE_QEMU_IO=1`` is
 set and the guest kit, root and ``qemu:///system`` are all there.
@@ -178,7 +178,7 @@ def measure() -> QemuIoData:
 
 
 def load(live: bool | None = None, root: str | None = None) -> QemuIoData:
-    """Live counts when :func:`live_reason` allows it (and ``live`` is not False), else the newest recording."""
+    """Live counts when :func:`live_reason` allows it (and ``live`` is not False), else the page's recorded data set."""
     reason = "ライブの計測を切ってある(live=False)" if live is False else live_reason()
     if reason is None:
         errors: tuple[type[BaseException], ...] = (*bench.BENCH.unavailable(), RuntimeError)
