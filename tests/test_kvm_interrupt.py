@@ -152,6 +152,7 @@ def test_a_signal_whose_handler_returns_does_not_stop_the_run():
     import threading
 
     from lab import guests, kvm
+    from lab.bench import exits as bench_exits
 
     seen = []
     old_handler = signal.signal(signal.SIGUSR1, lambda *a: seen.append(1))
@@ -170,7 +171,7 @@ def test_a_signal_whose_handler_returns_does_not_stop_the_run():
             t = threading.Thread(target=pester)
             t.start()
             try:
-                ex = vcpu.run(timeout_s=30, resume_out_ports={guests.EXIT_PORT})
+                ex = bench_exits.run_resuming(vcpu, "pio_user", 30)
             finally:
                 stop.set()
                 t.join()
