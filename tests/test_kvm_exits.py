@@ -155,7 +155,7 @@ def test_handle_stops_at_every_exit_that_is_not_io(exit_):
 
 
 def test_drop_writes_reads_all_ones():
-    from lab.kvm.bus import DropWrites, HANDLED, handle
+    from lab.kvm.bus import HANDLED, DropWrites, handle
 
     bus, answer = Bus(), bytearray(2)
     bus.insert(0x80, 1, DropWrites())

@@ -24,20 +24,19 @@ so that even a vCPU stuck inside the kernel cannot hang the caller.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import fcntl
-
 from lab import guests, host, kvm
+from lab.bench.harness import RECORDING_KEY, Result, load_measured, tsc_provenance, tsc_rate
+from lab.bench.registry import Bench, register
 from lab.kvm.constants import KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO
 from lab.kvm.ioctl_numbers import KVM_RUN
 from lab.kvm.structs import RUN_UNION_OFFSET, kvm_run
-from lab.bench.harness import RECORDING_KEY, Result, load_measured, tsc_provenance, tsc_rate
-from lab.bench.registry import Bench, register
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
     import pandas as pd

@@ -54,7 +54,8 @@ from lab.kvm.vcpu import Vcpu
 from lab.kvm.vm import IoEventFd, MemorySlot, Vm
 
 __all__ = [
-    "DEVICE", "HANDLED", "Bus", "BusDevice", "DropWrites", "Handled", "Stop", "handle", "ClosedError", "EntryFailed", "Exit", "GuestError", "GuestMemory",
+    "DEVICE", "HANDLED", "Bus", "BusDevice", "DropWrites", "Handled", "Stop", "handle",
+    "ClosedError", "EntryFailed", "Exit", "GuestError", "GuestMemory",
     "GuestMemoryError", "GuestShutdown", "InternalError", "InvalidSetup", "IoEventFd", "IoctlError", "KvmError",
     "KvmUnavailable", "MemoryInUse", "MemoryLayoutError", "MemorySlot", "RunInterrupted", "RunTimeout",
     "SyscallError", "System", "UnknownExit", "Vcpu", "Vm", "exits", "open", "open_reason",

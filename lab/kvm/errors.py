@@ -18,7 +18,6 @@ import os
 import stat
 from typing import Any, ClassVar
 
-
 #: Every error code, to the class that raises it (filled as the classes are defined).
 CODES: dict[str, type[Coded]] = {}
 

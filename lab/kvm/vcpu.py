@@ -174,7 +174,8 @@ class Vcpu:
     @property
     def run_page(self) -> memoryview:
         """The ``kvm_run`` page, as bytes (for a caller's own loop, e.g. the exits benchmark's fast path)."""
-        self.fd  # raises ClosedError once closed
+        if self.closed:
+            raise ClosedError(f"vCPU {self.index} was closed")
         return self._bytes
 
     def kick(self) -> bool:
@@ -195,7 +196,7 @@ class Vcpu:
         The watchdog (``timeout_s`` for the whole block), Ctrl-C and
         :meth:`kick` are armed once, when the block starts (:mod:`lab.kvm.kick`).
         """
-        self.fd  # raises ClosedError once closed
+        _ = self.fd  # raises ClosedError once closed
         if self.mode is None:
             raise InvalidSetup("set the vCPU up first (vm.create_vcpu does it)")
         if self._session is not None:
