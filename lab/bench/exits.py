@@ -322,6 +322,9 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "tsc_khz", "type": "number", "constraints": {"minimum": 0},
      "description": "TSC rate used for the conversion, kHz"},
     {"name": "reason", "type": "string", "description": "why the kind is unavailable or failed; empty when ok"},
+    {"name": "error", "type": "string",
+     "description": "the error behind reason as JSON {code, params} (lab.kvm.errors.Coded); empty when ok "
+                    "or in recordings made before the codes"},
 ]
 
 
@@ -338,6 +341,7 @@ def to_frame(results: Sequence[Result], prov: dict) -> pd.DataFrame:
             "cycles_q3": sp.get("q3"), "cycles_min": sp.get("min"), "cycles_max": sp.get("max"),
             "net_cycles_per_exit": r.extra.get("net_cycles_per_exit"), "ns_per_exit": r.ns_per_exit,
             "host_ns_per_exit": r.host_ns_per_exit, "tsc_khz": r.tsc_khz, "reason": r.reason or "",
+            "error": json.dumps(r.extra["error"], sort_keys=True) if r.extra.get("error") else "",
         })
     return pd.DataFrame(rows, columns=[f["name"] for f in FIELDS])
 
