@@ -88,17 +88,19 @@ def test_policy_raises_abnormal_exits_and_keeps_normal_ones():
     assert isinstance(exits.error_for(exits.Exit(exits.FailEntry(0x21, 0), 0)), kvm.EntryFailed)
 
 
-def test_decoded_reads_carry_a_writable_view_of_the_page():
+def test_decoded_reads_carry_a_writable_answer_that_holds_no_view_of_the_page():
     buf = page(2)  # KVM_EXIT_IO, in, 2 accesses of 2 bytes at 0x200
     struct.pack_into("<BBHIQ", buf, UNION, 0, 2, 0x60, 2, 0x200)
     e = exits.decode(buf)
     e.data[:] = b"abcd"
-    assert buf[0x200:0x204] == b"abcd" and len(e.data) == 4
+    assert len(e.data) == 4 and not e.data.readonly
+    buf.extend(b"x")  # a bytearray with a live view of it could not be resized
     buf = page(6)  # KVM_EXIT_MMIO, read 4 bytes
     struct.pack_into("<Q8sIB", buf, UNION, 0xD000_0010, bytes(8), 4, 0)
     e = exits.decode(buf)
     e.data[:] = b"\x01\x02\x03\x04"
-    assert buf[UNION + 8:UNION + 12] == b"\x01\x02\x03\x04"
+    assert len(e.data) == 4
+    buf.extend(b"x")
 
 
 class Recorder:
@@ -209,6 +211,15 @@ def test_open_reason_says_what_to_do():
     assert "usermod -aG kvm" in kvm.open_reason("/dev/kvm", PermissionError(errno.EACCES, "Permission denied"))
     assert "does not exist" in kvm.open_reason("/nope", FileNotFoundError(errno.ENOENT, "No such file"))
     assert "modprobe" in kvm.open_reason("/dev/kvm", OSError(errno.ENXIO, "No such device or address"))
+
+
+@pytest.mark.parametrize("err, code", [
+    (errno.ENOENT, "kvm.device_missing"), (errno.EACCES, "kvm.permission"), (errno.ENODEV, "kvm.no_driver"),
+    (errno.EIO, "kvm.cannot_open"),
+])
+def test_each_reason_kvm_is_unavailable_has_its_code(err, code):
+    error = kvm.unavailable("/nope", OSError(err, "x"))
+    assert isinstance(error, kvm.KvmUnavailable) and error.code == code and error.params["device"] == "/nope"
 
 
 # --------------------------------------------------------------------------- guest memory

@@ -98,16 +98,17 @@ def run_resuming(vcpu: kvm.Vcpu, kind: str, timeout_s: float) -> kvm.Exit:
     goes the general way, through :func:`lab.kvm.bus.handle`.
     """
     pio, mmio = dropping_bus(kind)
-    if kind == "pio_user":
-        view, at, key, reason = vcpu.run_page.cast("I"), _W_UNION, _PIO_WORD, KVM_EXIT_IO
-    elif kind == "mmio_user":
-        view, at, key, reason = vcpu.run_page[:], _B_MMIO_IS_WRITE, 1, KVM_EXIT_MMIO
-    else:
+    if kind not in USER_KINDS:
         return vcpu.run_until(timeout_s)
-    words = vcpu.run_page.cast("I")
+    pio_user = kind == "pio_user"
+    at, key, reason = (_W_UNION, _PIO_WORD, KVM_EXIT_IO) if pio_user else (_B_MMIO_IS_WRITE, 1, KVM_EXIT_MMIO)
+    words: memoryview | None = None  # views of the kvm_run page, released in the finally below
+    view: memoryview | None = None
     # Everything the inner loop touches is a local (a global or an attribute costs more per exit).
     ioctl, fd, request, w_reason = fcntl.ioctl, vcpu.fd, KVM_RUN, _W_REASON
     try:
+        words = vcpu.run_page.cast("I")
+        view = words if pio_user else vcpu.run_page[:]
         with vcpu.running(timeout_s) as session:
             handled = 0
             while True:
@@ -126,8 +127,9 @@ def run_resuming(vcpu: kvm.Vcpu, kind: str, timeout_s: float) -> kvm.Exit:
                     return session.stop(outcome.exit)
                 handled += 1
     finally:
-        words.release()
-        view.release()
+        for v in (view, words):
+            if v is not None:
+                v.release()
 
 
 def _read_tsc_pair(vm) -> tuple[int, int]:

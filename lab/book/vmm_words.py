@@ -61,6 +61,21 @@ MESSAGES_JA: dict[str, Callable[[Params], str]] = {
     "kvm.syscall": lambda p: f"システムコール {p['call']} が失敗した({p['error']}、errno {p['errno']})。",
     "kvm.ioctl": lambda p: f"ioctl {p['call']} が失敗した({p['error']}、errno {p['errno']})。",
     "kvm.unavailable": _detail("KVM を使えない"),
+    "kvm.device_missing": lambda p: (
+        f"{p['device']} がない。この機械(Binder、--device {p['device']} なしのコンテナ、入れ子仮想化のない VM)"
+        "には KVM がない。章は記録済みのデータを示す。測るには KVM のあるホストで実行する。"),
+    "kvm.permission": lambda p: (
+        f"{p['device']} を開く権限がない(uid {p['uid']}"
+        + (f"、{p['mode']}、所有者 uid {p['owner_uid']}、グループ gid {p['owner_gid']}" if p.get("mode") else "")
+        + ")。デバイスのグループ(ふつうは kvm)に入る(sudo usermod -aG kvm $USER のあとログインし直す)か、"
+        "root で実行する。"),
+    "kvm.no_driver": lambda p: (
+        f"{p['device']} はあるが、KVM のドライバが応答しない({p['error']})。kvm_intel か kvm_amd を読み込む"
+        "(modprobe)か、ファームウェアで仮想化支援を有効にする。"),
+    "kvm.cannot_open": lambda p: f"{p['device']} を開けない({p['error']}、errno {p['errno']})。",
+    "kvm.not_kvm": lambda p: f"{p['device']} は KVM のデバイスではない(KVM_GET_API_VERSION が {p['error']})。",
+    "kvm.api_version": lambda p: (
+        f"{p['device']} の KVM API は {p['api']} で、この VMM が話す {p['expected']} と違う。"),
     "kvm.closed": _detail("閉じたあとのオブジェクトを使った"),
     "kvm.invalid_setup": _detail("ioctl の前に引数を断った"),
     "kvm.memory_layout": _detail("ゲストのメモリの配置が正しくない"),

@@ -46,6 +46,7 @@ from lab.kvm.errors import (
     SyscallError,
     UnknownExit,
     open_reason,
+    unavailable,
 )
 from lab.kvm.exits import Exit
 from lab.kvm.memory import GuestMemory
@@ -58,5 +59,5 @@ __all__ = [
     "ClosedError", "EntryFailed", "Exit", "GuestError", "GuestMemory",
     "GuestMemoryError", "GuestShutdown", "InternalError", "InvalidSetup", "IoEventFd", "IoctlError", "KvmError",
     "KvmUnavailable", "MemoryInUse", "MemoryLayoutError", "MemorySlot", "RunInterrupted", "RunTimeout",
-    "SyscallError", "System", "UnknownExit", "Vcpu", "Vm", "exits", "open", "open_reason",
+    "SyscallError", "System", "UnknownExit", "Vcpu", "Vm", "exits", "open", "open_reason", "unavailable",
 ]

@@ -83,9 +83,64 @@ class IoctlError(SyscallError):
 
 
 class KvmUnavailable(KvmError):
-    """``/dev/kvm`` is missing, not openable, or speaks another API version."""
+    """``/dev/kvm`` is missing, not openable, or speaks another API version (one subclass per cause)."""
 
     code = "kvm.unavailable"
+
+
+class DeviceMissing(KvmUnavailable):
+    code = "kvm.device_missing"
+
+    def __init__(self, device: str) -> None:
+        super().__init__(
+            f"{device} does not exist: this machine (Binder, a container without --device {device}, a VM without "
+            f"nested virtualization) offers no KVM. The chapters show recorded data instead; run them on a KVM "
+            f"host to measure.", device=device)
+
+
+class DeviceDenied(KvmUnavailable):
+    code = "kvm.permission"
+
+    def __init__(self, device: str, mode: str | None, owner_uid: int | None, owner_gid: int | None) -> None:
+        owner = (f"{mode}, owner uid {owner_uid}, group gid {owner_gid}" if mode is not None else "mode unknown")
+        super().__init__(
+            f"permission denied opening {device} ({owner}) as uid {os.getuid()}: add this user to the device's "
+            f"group (usually 'kvm': sudo usermod -aG kvm $USER, then log in again) or run as root",
+            device=device, mode=mode, owner_uid=owner_uid, owner_gid=owner_gid, uid=os.getuid())
+
+
+class NoDriver(KvmUnavailable):
+    code = "kvm.no_driver"
+
+    def __init__(self, device: str, err: int) -> None:
+        super().__init__(
+            f"{device} exists but no KVM driver answers ({os.strerror(err)}): load kvm_intel or kvm_amd "
+            f"(modprobe) or enable virtualization in the firmware", device=device, errno=err,
+            error=_errno.errorcode.get(err, str(err)))
+
+
+class CannotOpen(KvmUnavailable):
+    code = "kvm.cannot_open"
+
+    def __init__(self, device: str, err: int) -> None:
+        super().__init__(f"cannot open {device}: {os.strerror(err)} (errno {err})", device=device, errno=err,
+                         error=_errno.errorcode.get(err, str(err)))
+
+
+class NotKvm(KvmUnavailable):
+    code = "kvm.not_kvm"
+
+    def __init__(self, device: str, err: int) -> None:
+        super().__init__(f"{device} is not a KVM device: KVM_GET_API_VERSION failed: {os.strerror(err)} "
+                         f"(errno {err})", device=device, errno=err, error=_errno.errorcode.get(err, str(err)))
+
+
+class ApiVersion(KvmUnavailable):
+    code = "kvm.api_version"
+
+    def __init__(self, device: str, api: int, expected: int) -> None:
+        super().__init__(f"{device} speaks KVM API {api}; this mini VMM speaks {expected}",
+                         device=device, api=api, expected=expected)
 
 
 class ClosedError(KvmError):
@@ -209,26 +264,22 @@ class RunInterrupted(GuestError):
                          f"({handled} exits handled on the way)", exit, vcpu=vcpu, handled=handled)
 
 
-def open_reason(device: str, exc: OSError) -> str:
-    """Why ``open(device)`` failed with ``exc``, and what to do about it (one sentence for a reader)."""
-    if exc.errno == _errno.ENOENT:
-        return (f"{device} does not exist: this machine (Binder, a container without "
-                f"--device {device}, a VM without nested virtualization) offers no KVM. "
-                f"The chapters show recorded data instead; run them on a KVM host to measure.")
-    if exc.errno in (_errno.EACCES, _errno.EPERM):
+def unavailable(device: str, exc: OSError) -> KvmUnavailable:
+    """The typed reason why ``open(device)`` failed with ``exc``, saying what to do about it."""
+    err = exc.errno or 0
+    if err == _errno.ENOENT:
+        return DeviceMissing(device)
+    if err in (_errno.EACCES, _errno.EPERM):
         try:
             st = os.stat(device)
-            owner = f"{stat.filemode(st.st_mode)}, owner uid {st.st_uid}, group gid {st.st_gid}"
+            return DeviceDenied(device, stat.filemode(st.st_mode), st.st_uid, st.st_gid)
         except OSError:
-            owner = "mode unknown"
-        return (
-            f"permission denied opening {device} ({owner}) as uid {os.getuid()}: "
-            f"add this user to the device's group (usually 'kvm': "
-            f"sudo usermod -aG kvm $USER, then log in again) or run as root"
-        )
-    if exc.errno in (_errno.ENXIO, _errno.ENODEV):
-        return (
-            f"{device} exists but no KVM driver answers ({exc.strerror}): "
-            f"load kvm_intel or kvm_amd (modprobe) or enable virtualization in the firmware"
-        )
-    return f"cannot open {device}: {exc.strerror} (errno {exc.errno})"
+            return DeviceDenied(device, None, None, None)
+    if err in (_errno.ENXIO, _errno.ENODEV):
+        return NoDriver(device, err)
+    return CannotOpen(device, err)
+
+
+def open_reason(device: str, exc: OSError) -> str:
+    """Why ``open(device)`` failed with ``exc``, and what to do about it (one sentence, English)."""
+    return str(unavailable(device, exc))

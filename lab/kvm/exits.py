@@ -157,8 +157,11 @@ def decode(page: bytes | bytearray | memoryview) -> VcpuExit:
 
     ``page`` must hold the whole mapping when the exit is port I/O (the data
     of an ``out`` lies after the structure, at ``data_offset``). The ``data``
-    of an :class:`IoIn` or :class:`MmioRead` is a view into ``page``: writable
-    when ``page`` is (the ``kvm_run`` mapping, a ``bytearray``).
+    of an :class:`IoIn` or :class:`MmioRead` is a writable view of a copy of
+    the answer's bytes, never of ``page`` itself (a view of the ``kvm_run``
+    mapping kept alive by a caller, or a traceback, would keep the vCPU from
+    being unmapped); ``Vcpu.run_once`` writes it into the page before the
+    next ``KVM_RUN``.
     """
     reason = _REASON.unpack_from(page, _REASON_AT)[0]
     if reason == KVM_EXIT_IO:
@@ -168,13 +171,13 @@ def decode(page: bytes | bytearray | memoryview) -> VcpuExit:
             raise errors.KvmError(f"kvm_run: io data [{offset:#x}, {offset + n:#x}) lies outside the page")
         if direction == KVM_EXIT_IO_OUT:
             return IoOut(port, size, count, bytes(page[offset:offset + n]))
-        return IoIn(port, size, count, offset, memoryview(page)[offset:offset + n])
+        return IoIn(port, size, count, offset, memoryview(bytearray(page[offset:offset + n])))
     if reason == KVM_EXIT_MMIO:
         address, data, length, is_write = _MMIO.unpack_from(page, _AT)
         length = min(length, 8)
         if is_write:
             return MmioWrite(address, data[:length])
-        return MmioRead(address, length, memoryview(page)[_MMIO_DATA_AT:_MMIO_DATA_AT + length])
+        return MmioRead(address, length, memoryview(bytearray(page[_MMIO_DATA_AT:_MMIO_DATA_AT + length])))
     if reason == KVM_EXIT_HLT:
         return Hlt()
     if reason == KVM_EXIT_SHUTDOWN:

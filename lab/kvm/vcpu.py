@@ -17,7 +17,6 @@ Every run is guarded (:mod:`lab.kvm.kick`), once for a whole
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import fcntl
 import mmap
@@ -79,7 +78,7 @@ class Vcpu:
             raise SyscallError("mmap", exc.errno or 0, f"the kvm_run page of vCPU {index}") from None
         self._bytes = memoryview(self._page)
         self._session: Session | None = None
-        self._answer: tuple[int, bytearray] | None = None  # (offset in kvm_run, bytes) for the next KVM_RUN
+        self._answer: tuple[int, memoryview] | None = None  # (offset in kvm_run, bytes) for the next KVM_RUN
         self.mode: str | None = None
 
     # -- lifetime
@@ -238,15 +237,8 @@ class Vcpu:
                 session.interrupted(exc)
                 continue
             exit_ = decode(self._bytes)
-            if isinstance(exit_, IoIn | MmioRead):
-                # The answer is written into a buffer of our own and copied into the page
-                # before the next KVM_RUN: a view of the mapping itself, kept alive by a
-                # caller (or a traceback), would stop the vCPU from ever being unmapped.
-                at = exit_.data_offset if isinstance(exit_, IoIn) else _MMIO_DATA
-                answer = bytearray(exit_.data)
-                exit_.data.release()
-                exit_ = dataclasses.replace(exit_, data=memoryview(answer))
-                self._answer = (at, answer)
+            if isinstance(exit_, IoIn | MmioRead):  # its answer goes into the page before the next KVM_RUN
+                self._answer = (exit_.data_offset if isinstance(exit_, IoIn) else _MMIO_DATA, exit_.data)
             return exit_
 
     def run_until(self, timeout_s: float = DEFAULT_TIMEOUT_S, *, pio: Bus | None = None,
