@@ -218,7 +218,7 @@ def _hypercall_child() -> None:
         with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
             vm.load(program)
             vcpu = vm.create_vcpu(mode=mode, entry=program.origin)
-            ex = vcpu.run(timeout_s=timeout_s)
+            ex = vcpu.run_until(timeout_s=timeout_s)
             rax = vcpu.get_regs().rax
             out = {"ok": ex.reason == "hlt", "exit": ex.reason, "rax": rax,
                    "reason": None if ex.reason == "hlt" else f"the hypercall ended in a {ex.reason} exit"}

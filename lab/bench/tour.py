@@ -88,7 +88,7 @@ def hello_steps(device: str = kvm.DEVICE) -> list[Step]:
                 mode="real", cs_base=vcpu.get_sregs().cs.base, rip=vcpu.get_regs().rip)
             serial = b""
             for _ in range(16):
-                ex = vcpu.run(timeout_s=5)
+                ex = vcpu.run_until(timeout_s=5)
                 add("run", "KVM_RUN", **_exit_values(ex))
                 if not isinstance(out := ex.exit, kvm.exits.IoOut):
                     break
@@ -103,7 +103,7 @@ def _bad_guest(program: guests.Program, step: int, timeout_s: float) -> Step:
     try:
         with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
             vm.load(program)
-            ex = vm.create_vcpu(mode=program.mode, entry=program.origin).run(timeout_s=timeout_s)
+            ex = vm.create_vcpu(mode=program.mode, entry=program.origin).run_until(timeout_s=timeout_s)
         outcome, message, values = f"exit_{ex.reason}", "", _exit_values(ex)
     except kvm.GuestError as exc:
         outcome, message, values = type(exc).__name__, str(exc), {"error": exc.record()}

@@ -23,7 +23,9 @@ Everything is a context manager; closing an owner closes what it created::
         vm.load(guests.HELLO)                       # real-mode code at HELLO.origin
         vcpu = vm.create_vcpu(mode="real", entry=guests.HELLO.origin)
         vcpu.run_once()                             # one KVM_RUN -> IoOut(port=0x3f8, size=1, count=1, data=b"H")
-        result = vcpu.run_until(timeout_s=5, pio=bus)  # handle() each exit until one is for the caller
+        bus = kvm.Bus()
+        bus.insert(0x3F8, 1, kvm.DropWrites())      # a device on the serial port that drops what it gets
+        result = vcpu.run_until(timeout_s=5, pio=bus)  # handle() each exit until one is for the caller: hlt
 """
 
 from lab.kvm import exits
