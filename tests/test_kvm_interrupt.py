@@ -241,13 +241,17 @@ for i in range(300):
         os.kill(os.getpid(), signal.SIGINT)
     timer = threading.Timer(random.uniform(0, longest), strike)
     try:
-        timer.start()  # on a busy machine the signal may land before start() returns
-        body()
+        try:
+            timer.start()  # on a busy machine the signal may land before start() returns
+            body()
+        finally:
+            timer.join()
+            time.sleep(0.001)  # a signal sent after the body ended is handled here at the latest
     except KeyboardInterrupt:
         pass
     except BaseException as exc:
         other.append(f"{type(exc).__name__}: {exc}")
-    timer.join()
+    timer.join()  # again: a Ctrl-C that landed in the first join cut it short
     after = state()
     if after != before:
         leaks.append((before, after))

@@ -175,13 +175,19 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors),
             )
         finally:
-            if worker is not None:
-                try:
-                    worker.close()
-                except DeviceError:
-                    pass
-            if device is not None:
-                device.close()  # drops its views of guest memory before the VM unmaps it
+            _release(worker, device)
+
+
+def _release(worker: VhostWorker | None, device: _Device | None) -> None:
+    """Stop the worker thread and drop the device's views of guest memory (before the VM unmaps it)."""
+    with sigint_deferred():  # a Ctrl-C here would leave the thread or the views of guest memory
+        if worker is not None:
+            try:
+                worker.close()
+            except DeviceError:
+                pass
+        if device is not None:
+            device.close()
 
 
 def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, batch: int,

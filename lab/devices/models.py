@@ -58,6 +58,7 @@ from lab.devices.faults import (
 )
 from lab.devices.memory import GuestMemory
 from lab.devices.virtqueue import DeviceQueue, Layout, VirtqueueError
+from lab.kvm.kick import sigint_deferred
 
 MAX_ERRORS_KEPT = 20
 
@@ -320,16 +321,18 @@ class VhostWorker:
             self.failure = exc
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            os.eventfd_write(self._stop_fd, 1)
-            self._thread.join(timeout=5)
-        for fd in ([self.kick_fd] if self._own_kick else []) + [self._stop_fd]:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._own_kick = False
-        self._stop_fd = -1
+        with sigint_deferred():  # stopped, joined and closed whole, whenever a Ctrl-C comes
+            if self._thread.is_alive():
+                os.eventfd_write(self._stop_fd, 1)
+                self._thread.join(timeout=5)
+            fds = ([self.kick_fd] if self._own_kick else []) + ([self._stop_fd] if self._stop_fd >= 0 else [])
+            self._own_kick = False
+            self._stop_fd = -1
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         if self.failure is not None:
             failure, self.failure = self.failure, None
             raise WorkerFailed(repr(failure)) from failure

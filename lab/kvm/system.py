@@ -49,12 +49,13 @@ class System:
 
     def close(self) -> None:
         """Close every VM created here, then ``/dev/kvm`` itself. Idempotent."""
-        for vm in reversed(self._vms):
-            vm.close()
-        self._vms.clear()
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+        with sigint_deferred():  # a Ctrl-C while closing would leave the rest open: it waits until the end
+            for vm in reversed(self._vms):
+                vm.close()
+            self._vms.clear()
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
 
     def __enter__(self) -> System:
         return self

@@ -47,7 +47,7 @@ from lab.kvm.ioctl_numbers import (
     KVM_SET_SIGNAL_MASK,
     KVM_SET_SREGS,
 )
-from lab.kvm.kick import KICK_SIGNAL, KICK_SIGNAL_NAME, Guard
+from lab.kvm.kick import KICK_SIGNAL, KICK_SIGNAL_NAME, Guard, sigint_deferred
 from lab.kvm.structs import RUN_UNION_OFFSET, kvm_regs, kvm_run, kvm_sregs
 
 if TYPE_CHECKING:
@@ -99,10 +99,11 @@ class Vcpu:
         """Unmap the ``kvm_run`` page and close the vCPU fd. Idempotent."""
         if self._fd is None:
             return
-        self._bytes.release()
-        self._page.close()
-        fd, self._fd = self._fd, None
-        os.close(fd)
+        with sigint_deferred():  # both or neither, whenever a Ctrl-C comes
+            self._bytes.release()
+            self._page.close()
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> Vcpu:
         return self
@@ -277,17 +278,23 @@ class Session:
         self.handled = 0  #: exits handled without ending the run (``Exit.resumed``)
 
     def __enter__(self) -> Session:
-        vcpu, guard = self.vcpu, self.guard
-        guard.__enter__()
+        # Armed whole or not at all: a Ctrl-C is held back until the guard is armed and the
+        # mask set, then (raised here, where no with statement would call __exit__) disarms.
+        vcpu, guard, armed = self.vcpu, self.guard, False
         try:
-            mask = guard.vcpu_mask
-            arg = (len(mask)).to_bytes(4, "little") + mask
-            _libc.ioctl(vcpu.fd, KVM_SET_SIGNAL_MASK, ctypes.create_string_buffer(arg, len(arg)),
-                        what="KVM_SET_SIGNAL_MASK")
+            with sigint_deferred():
+                guard.__enter__()
+                armed = True
+                mask = guard.vcpu_mask
+                arg = (len(mask)).to_bytes(4, "little") + mask
+                _libc.ioctl(vcpu.fd, KVM_SET_SIGNAL_MASK, ctypes.create_string_buffer(arg, len(arg)),
+                            what="KVM_SET_SIGNAL_MASK")
+                vcpu._session = self
         except BaseException:
-            guard.__exit__()
+            vcpu._session = None
+            if armed:
+                guard.__exit__()
             raise
-        vcpu._session = self
         return self
 
     def __exit__(self, *exc: object) -> None:
