@@ -305,3 +305,37 @@ def test_long_mode_page_tables_map_the_first_4_gib():
     assert len(pds) == 4 * 512 * 8
     last = int.from_bytes(pds[-8:], "little")
     assert last & ~0xFFF == (4 * 512 - 1) << 21 and last & 0x83 == 0x83
+
+
+def test_an_ioctl_interrupted_by_a_signal_is_made_again(monkeypatch):
+    import ctypes
+
+    from lab.kvm import _libc
+
+    calls = []
+
+    def interrupted_once(fd, request, address):
+        calls.append(fd)
+        if len(calls) == 1:
+            ctypes.set_errno(errno.EINTR)
+            return -1
+        return 7
+
+    monkeypatch.setattr(_libc, "_ioctl", interrupted_once)
+    assert _libc.ioctl(3, 0, what="KVM_TEST") == 7 and len(calls) == 2
+
+
+def test_an_ioctl_that_fails_otherwise_is_an_ioctl_error_at_once(monkeypatch):
+    import ctypes
+
+    from lab.kvm import _libc
+
+    def fails(fd, request, address):
+        ctypes.set_errno(errno.EBADF)
+        return -1
+
+    monkeypatch.setattr(_libc, "_ioctl", fails)
+    with pytest.raises(kvm.IoctlError) as info:
+        _libc.ioctl(3, 0, what="KVM_TEST")
+    assert info.value.record() == {"code": "kvm.ioctl", "params": {"call": "KVM_TEST", "errno": errno.EBADF,
+                                                                   "error": "EBADF"}}
