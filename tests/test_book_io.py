@@ -79,12 +79,12 @@ def test_exit_model_table():
 
 def test_a_failed_live_run_falls_back_and_says_why(recorded, monkeypatch):
     def fail(**_):
-        raise RunTimeout("the guest did not halt within 60 s")
+        raise RunTimeout(60, 0x1000, 7)
 
     monkeypatch.setattr(report.fallback, "live_reason", lambda: None)
     monkeypatch.setattr(report, "measure", fail)
     data = report.load(root=recorded)
-    assert not data.live and "did not halt" in data.source_ja()
+    assert not data.live and "60 秒以内に exit しなかった" in data.source_ja() and "7 回" in data.source_ja()
 
 
 def test_recorded_hosts_table(recorded):

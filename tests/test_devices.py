@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from lab.devices import abi, guests
+from lab import kvm
+from lab.devices import abi, guests, virtqueue
 from lab.devices.memory import GuestMemory, GuestMemoryError
 from lab.devices.models import EmulatedDevice, PVDevice, VirtioDevice, expected_checksum
 from lab.devices.sim import simulate
@@ -18,6 +19,7 @@ from lab.devices.virtqueue import (
     Layout,
     VirtqueueError,
 )
+from lab.kvm.bus import handle
 
 MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
 QSIZE = 8
@@ -46,17 +48,18 @@ def test_layout_follows_the_virtio_alignments():
     lay.check(GuestMemory(bytearray(0x4000)))
 
 
-@pytest.mark.parametrize("layout, message", [
-    (Layout(3, 0x0, 0x100, 0x200), "power of 2"),
-    (Layout(8, 0x8, 0x100, 0x200), "not aligned to 16"),
-    (Layout(8, 0x0, 0x101, 0x200), "not aligned to 2"),
-    (Layout(8, 0x0, 0x100, 0x202), "not aligned to 4"),
-    (Layout(8, 0x0, 0x100, 0xFFF0), "used ring .* outside guest memory"),
-    (Layout(8, 0x0, 0x40, 0x200), "overlap"),
+@pytest.mark.parametrize("layout, message, code", [
+    (Layout(3, 0x0, 0x100, 0x200), "power of 2", "virtqueue.size"),
+    (Layout(8, 0x8, 0x100, 0x200), "not aligned to 16", "virtqueue.misaligned"),
+    (Layout(8, 0x0, 0x101, 0x200), "not aligned to 2", "virtqueue.misaligned"),
+    (Layout(8, 0x0, 0x100, 0x202), "not aligned to 4", "virtqueue.misaligned"),
+    (Layout(8, 0x0, 0x100, 0xFFF0), "used ring .* outside guest memory", "virtqueue.part_outside_memory"),
+    (Layout(8, 0x0, 0x40, 0x200), "overlap", "virtqueue.parts_overlap"),
 ])
-def test_bad_layouts_are_refused(layout, message):
-    with pytest.raises(VirtqueueError, match=message):
+def test_bad_layouts_are_refused(layout, message, code):
+    with pytest.raises(VirtqueueError, match=message) as info:
         DeviceQueue(GuestMemory(bytearray(0x10000)), layout)
+    assert info.value.code == code
 
 
 # --------------------------------------------------------------------------- queue round trip
@@ -114,8 +117,12 @@ def test_descriptor_outside_guest_memory():
     mem, drv, dev = _queue()
     drv.add([(0xFFF0, 0x20, False)])  # runs past the end of the 64 KiB
     drv.publish()
-    with pytest.raises(VirtqueueError, match=r"descriptor 0 points outside guest memory: \[0xfff0, 0x10010\)"):
+    with pytest.raises(virtqueue.DescriptorOutsideMemory, match=r"descriptor 0 points outside guest memory: "
+                       r"\[0xfff0, 0x10010\)") as info:
         dev.pop()
+    assert info.value.record() == {"code": "virtqueue.descriptor_outside_memory",
+                                   "params": {"index": 0, "start": 0xFFF0, "end": 0x10010, "mem_start": 0,
+                                              "mem_end": 0x10000}}
 
 
 def test_descriptor_with_a_huge_address():
@@ -129,7 +136,7 @@ def test_descriptor_with_a_huge_address():
 def test_avail_index_out_of_range():
     mem, drv, dev = _queue()
     mem.set_u16(dev.layout.avail + 2, QSIZE + 1)  # claims 9 new entries in a queue of 8
-    with pytest.raises(VirtqueueError, match="9 new entries in a queue of 8"):
+    with pytest.raises(virtqueue.AvailIndexOutOfRange, match="9 new entries in a queue of 8"):
         dev.pop()
 
 
@@ -138,7 +145,7 @@ def test_avail_ring_head_out_of_range():
     drv.add([(0x8000, 4, False)])
     mem.set_u16(dev.layout.avail + 4, QSIZE)  # avail.ring[0] = 8
     drv.publish()
-    with pytest.raises(VirtqueueError, match=r"avail.ring\[0\] = 8 is out of range"):
+    with pytest.raises(virtqueue.AvailRingEntryOutOfRange, match=r"avail.ring\[0\] = 8 is out of range"):
         dev.pop()
 
 
@@ -147,7 +154,7 @@ def test_next_out_of_range():
     drv.add([(0x8000, 4, False), (0x8004, 4, False)])
     drv.write_descriptor(0, 0x8000, 4, VIRTQ_DESC_F_NEXT, 200)
     drv.publish()
-    with pytest.raises(VirtqueueError, match="descriptor index 200 is out of range"):
+    with pytest.raises(virtqueue.DescriptorIndexOutOfRange, match="descriptor index 200 is out of range"):
         dev.pop()
 
 
@@ -159,8 +166,10 @@ def test_loops_in_a_chain(links):
     for i, nxt in enumerate(links):
         drv.write_descriptor(i, 0x8000, 4, VIRTQ_DESC_F_NEXT, nxt)
     drv.publish()
-    with pytest.raises(VirtqueueError, match="chain from head 0 loops"):
+    with pytest.raises(virtqueue.ChainLoop, match="chain from head 0 loops") as info:
         dev.pop()
+    path = info.value.params["path"]
+    assert info.value.params["head"] == 0 and path[-1] in path[:-1]  # the walk came back to a descriptor seen
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -168,11 +177,12 @@ def test_loops_in_a_chain(links):
     (0x40, "unknown flags 0x40"),
 ])
 def test_flags_the_device_did_not_offer(flags, message):
+    error = virtqueue.IndirectNotOffered if flags == VIRTQ_DESC_F_INDIRECT else virtqueue.UnknownFlags
     mem, drv, dev = _queue()
     drv.add([(0x8000, 16, False)])
     drv.write_descriptor(0, 0x8000, 16, flags, 0)
     drv.publish()
-    with pytest.raises(VirtqueueError, match=message):
+    with pytest.raises(error, match=message):
         dev.pop()
 
 
@@ -180,7 +190,7 @@ def test_readable_after_writable():
     mem, drv, dev = _queue()
     drv.add([(0x8000, 4, True), (0x8004, 4, False)])
     drv.publish()
-    with pytest.raises(VirtqueueError, match="device-readable after a device-writable"):
+    with pytest.raises(virtqueue.ReadableAfterWritable, match="device-readable after a device-writable"):
         dev.pop()
 
 
@@ -195,7 +205,8 @@ def test_device_reads_nothing_outside_guest_memory():
     drv.add([(0x100000 + 0x0FF0, 0x20, False)])  # 16 bytes inside, 16 in the host's secret
     drv.publish()
     assert device.notify() == 0
-    assert device.needs_reset and "outside guest memory" in device.errors[0]
+    assert device.needs_reset and device.errors[0]["code"] == "virtio.needs_reset"
+    assert device.errors[0]["params"]["cause"]["code"] == "virtqueue.descriptor_outside_memory"
     assert device.sink.requests == 0 and device.sink.bytes == 0
     assert host[:0x1000] == b"S" * 0x1000 and host[0x2000:] == b"S" * 0x1000
     # A device that needs reset ignores further kicks instead of crashing.
@@ -226,7 +237,7 @@ def test_pv_request_is_read_in_place():
     mem, dev = _pv()
     mem.write(0x9000, b"abcdefgh")
     mem.write(abi.PV_RECORD, struct.pack("<QII", 0x9000, 8, abi.PV_PENDING))
-    dev.io_out(abi.PV_PORT, abi.PV_RECORD.to_bytes(4, "little"))
+    dev.write(0, abi.PV_RECORD.to_bytes(4, "little"))
     assert mem.u32(abi.PV_RECORD + abi.R_STATUS) == abi.ST_OK
     assert dev.sink.checksum() == expected_checksum(b"abcdefgh")
 
@@ -239,7 +250,7 @@ def test_pv_request_is_read_in_place():
 def test_pv_bad_request_gets_an_error_status(addr, length, status):
     mem, dev = _pv()
     mem.write(abi.PV_RECORD, struct.pack("<QII", addr, length, abi.PV_PENDING))
-    dev.io_out(abi.PV_PORT, abi.PV_RECORD.to_bytes(4, "little"))
+    dev.write(0, abi.PV_RECORD.to_bytes(4, "little"))
     assert mem.u32(abi.PV_RECORD + abi.R_STATUS) == status
     assert dev.sink.requests == 0 and dev.errors
 
@@ -247,36 +258,52 @@ def test_pv_bad_request_gets_an_error_status(addr, length, status):
 def test_pv_record_outside_memory_is_only_reported():
     mem, dev = _pv()
     before = bytes(mem.read(0, len(mem)))
-    dev.io_out(abi.PV_PORT, (0xFFFFFFF0).to_bytes(4, "little"))
-    assert "record at 0xfffffff0 is outside guest memory" in dev.errors[0]
+    dev.write(0, (0xFFFFFFF0).to_bytes(4, "little"))
+    assert dev.errors[0] == {"code": "pv.record_outside_memory", "params": {"record": 0xFFFFFFF0}}
     assert mem.read(0, len(mem)) == before
+
+
+def _status(dev: EmulatedDevice) -> bytes:
+    """What the guest's ``in al, dx`` on the status register reads: the device on a bus answers it."""
+    answer = bytearray(1)
+    assert handle(kvm.exits.IoIn(abi.HVM_STATUS, 1, 1, 0, memoryview(answer)), _bus(dev)) is kvm.HANDLED
+    return bytes(answer)
+
+
+def _bus(dev) -> kvm.Bus:
+    bus = kvm.Bus()
+    dev.attach(bus)
+    return bus
 
 
 def test_emulated_device_register_protocol():
     dev = EmulatedDevice(GuestMemory(bytearray(16)))
-    dev.io_out(abi.HVM_CMD, (6).to_bytes(4, "little"))
-    assert dev.io_in(abi.HVM_STATUS, 1) == bytes([abi.ST_PROTOCOL])  # still waiting for data
-    dev.io_out(abi.HVM_DATA, b"abcd")
-    dev.io_out(abi.HVM_DATA, b"ef\x00\x00")  # the last dword is cut to the length
-    assert dev.io_in(abi.HVM_STATUS, 1) == bytes([abi.ST_OK])
+    cmd, data = abi.HVM_CMD - dev.base, abi.HVM_DATA - dev.base
+    dev.write(cmd, (6).to_bytes(4, "little"))
+    assert _status(dev) == bytes([abi.ST_PROTOCOL])  # still waiting for data
+    dev.write(data, b"abcd")
+    dev.write(data, b"ef\x00\x00")  # the last dword is cut to the length
+    assert _status(dev) == bytes([abi.ST_OK])
     assert dev.sink.checksum() == expected_checksum(b"abcdef")
     assert dev.stats.accesses == 5
+    assert dev.stats.by_port == {abi.HVM_CMD: 1, abi.HVM_DATA: 2, abi.HVM_STATUS: 2}
 
 
 def test_emulated_device_errors():
     dev = EmulatedDevice(GuestMemory(bytearray(16)))
-    dev.io_out(abi.HVM_DATA, b"abcd")
-    assert dev.io_in(abi.HVM_STATUS, 1) == bytes([abi.ST_PROTOCOL])
-    dev.io_out(abi.HVM_CMD, (abi.MAX_REQUEST + 1).to_bytes(4, "little"))
-    assert dev.io_in(abi.HVM_STATUS, 1) == bytes([abi.ST_TOO_LONG])
-    assert len(dev.errors) == 2 and dev.sink.requests == 0
+    dev.write(abi.HVM_DATA - dev.base, b"abcd")
+    assert _status(dev) == bytes([abi.ST_PROTOCOL])
+    dev.write(abi.HVM_CMD - dev.base, (abi.MAX_REQUEST + 1).to_bytes(4, "little"))
+    assert _status(dev) == bytes([abi.ST_TOO_LONG])
+    assert [e["code"] for e in dev.errors] == ["hvm.no_request", "device.request_length"]
+    assert dev.sink.requests == 0
 
 
-def test_a_port_the_device_does_not_own_is_a_host_error():
-    from lab.devices.memory import DeviceError
+def test_an_offset_the_device_has_no_register_at_is_a_host_error():
+    from lab.devices.models import NoRegister
 
-    with pytest.raises(DeviceError, match="no register at port 0x80"):
-        PVDevice(GuestMemory(bytearray(16))).io_out(0x80, b"\0\0\0\0")
+    with pytest.raises(NoRegister, match="no register at port 0x614"):
+        PVDevice(GuestMemory(bytearray(16))).write(4, b"\0\0\0\0")
 
 
 # --------------------------------------------------------------------------- the model, end to end

@@ -66,11 +66,11 @@ def test_pv_refuses_data_outside_guest_memory(system):
     r = live.run_io("pv", 5, 64, system=system, data_addr=0x4000_0000)
     assert not r.ok and r.requests == 0
     assert r.guest_errors == 5  # the guest saw an error status each time
-    assert "outside guest memory" in r.errors[0]
+    assert r.errors[0]["code"] == "pv.data_outside_memory" and r.errors[0]["params"]["start"] == 0x4000_0000
 
 
 def test_virtio_device_refuses_and_the_watchdog_ends_the_wait(system):
-    with pytest.raises(live.IoRunError, match="did not halt within 1 s.*outside guest memory"):
+    with pytest.raises(live.GuestWaitsForRefusedDevice, match="did not halt within 1 s.*virtio.needs_reset"):
         live.run_io("virtio", 8, 64, 8, system=system, data_addr=0x4000_0000, timeout_s=1.0)
 
 

@@ -71,7 +71,7 @@ def test_decode_fail_entry_and_internal_error():
     assert exits.decode(buf) == exits.FailEntry(hardware_reason=0x80000021, cpu=1)
     buf = page(17)  # KVM_EXIT_INTERNAL_ERROR, suberror 1 (emulation), 2 words of data
     struct.pack_into("<IIQQQ", buf, UNION, 1, 2, 0xAA, 0xBB, 0xCC)
-    assert exits.decode(buf) == exits.InternalError(suberror=1, data=(0xAA, 0xBB))
+    assert exits.decode(buf) == exits.Internal(suberror=1, data=(0xAA, 0xBB))
 
 
 def test_policy_raises_abnormal_exits_and_keeps_normal_ones():
@@ -79,11 +79,99 @@ def test_policy_raises_abnormal_exits_and_keeps_normal_ones():
     assert exits.error_for(exits.Exit(exits.MmioRead(0xD000_0000, 4), 0x1000)) is None
     shutdown = exits.error_for(exits.Exit(exits.Shutdown(), 0x1234))
     assert isinstance(shutdown, kvm.GuestShutdown) and "0x1234" in str(shutdown)
-    internal = exits.error_for(exits.Exit(exits.InternalError(1, (0xAA,)), 0x10))
+    internal = exits.error_for(exits.Exit(exits.Internal(1, (0xAA,)), 0x10))
     assert isinstance(internal, kvm.InternalError) and "emulation failure" in str(internal)
+    assert internal.record() == {"code": "guest.internal_error", "params": {"suberror": 1, "data": [0xAA], "rip": 0x10}}
+    assert shutdown.record() == {"code": "guest.shutdown", "params": {"rip": 0x1234}}
     unknown = exits.error_for(exits.Exit(exits.Unknown(4), 0x10))
     assert isinstance(unknown, kvm.UnknownExit) and "debug" in str(unknown)
     assert isinstance(exits.error_for(exits.Exit(exits.FailEntry(0x21, 0), 0)), kvm.EntryFailed)
+
+
+def test_decoded_reads_carry_a_writable_answer_that_holds_no_view_of_the_page():
+    buf = page(2)  # KVM_EXIT_IO, in, 2 accesses of 2 bytes at 0x200
+    struct.pack_into("<BBHIQ", buf, UNION, 0, 2, 0x60, 2, 0x200)
+    e = exits.decode(buf)
+    e.data[:] = b"abcd"
+    assert len(e.data) == 4 and not e.data.readonly
+    buf.extend(b"x")  # a bytearray with a live view of it could not be resized
+    buf = page(6)  # KVM_EXIT_MMIO, read 4 bytes
+    struct.pack_into("<Q8sIB", buf, UNION, 0xD000_0010, bytes(8), 4, 0)
+    e = exits.decode(buf)
+    e.data[:] = b"\x01\x02\x03\x04"
+    assert len(e.data) == 4
+    buf.extend(b"x")
+
+
+class Recorder:
+    """A bus device that keeps every access and answers reads with a fixed pattern."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, int, bytes]] = []
+
+    def read(self, offset: int, data: memoryview) -> None:
+        self.log.append(("read", offset, bytes(len(data))))
+        data[:] = bytes(range(0x41, 0x41 + len(data)))
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.log.append(("write", offset, bytes(data)))
+
+
+def test_handle_gives_io_inside_a_range_to_its_device_and_stops_outside():
+    from lab.kvm.bus import HANDLED, Stop, handle
+
+    dev, pio = Recorder(), Bus()
+    pio.insert(0x60, 4, dev)
+    assert handle(exits.IoOut(0x61, 1, 3, b"xyz"), pio) is HANDLED
+    assert dev.log == [("write", 1, b"x"), ("write", 1, b"y"), ("write", 1, b"z")]  # rep outsb: one call each
+    answer = bytearray(4)
+    assert handle(exits.IoIn(0x62, 2, 2, 0, memoryview(answer)), pio) is HANDLED
+    assert answer == b"ABAB"
+    outside = exits.IoOut(0x64, 1, 1, b"!")
+    assert handle(outside, pio) == Stop(outside)  # one byte past the range
+    assert handle(exits.IoOut(0x63, 2, 1, b"!!"), pio) == Stop(exits.IoOut(0x63, 2, 1, b"!!"))  # straddles the end
+    assert handle(outside) == Stop(outside)  # no bus at all
+
+
+def test_handle_gives_mmio_to_the_mmio_bus_only():
+    from lab.kvm.bus import HANDLED, Stop, handle
+
+    dev, mmio = Recorder(), Bus()
+    mmio.insert(0xD000_0000, 0x1000, dev)
+    assert handle(exits.MmioWrite(0xD000_0008, b"\x2a"), mmio=mmio) is HANDLED
+    answer = bytearray(4)
+    assert handle(exits.MmioRead(0xD000_0010, 4, memoryview(answer)), mmio=mmio) is HANDLED
+    assert dev.log[0] == ("write", 8, b"\x2a") and answer == b"ABCD"
+    write = exits.MmioWrite(0xD000_0008, b"\x2a")
+    assert handle(write, pio=mmio) == Stop(write)  # the port bus never sees MMIO
+
+
+@pytest.mark.parametrize("exit_", [exits.Hlt(), exits.Shutdown(), exits.FailEntry(0x21, 0), exits.Internal(1, ()),
+                                   exits.Intr(), exits.Unknown(4)])
+def test_handle_stops_at_every_exit_that_is_not_io(exit_):
+    from lab.kvm.bus import DropWrites, Stop, handle
+
+    bus = Bus()
+    bus.insert(0, 1 << 16, DropWrites())
+    assert handle(exit_, bus, bus) == Stop(exit_)
+
+
+def test_drop_writes_reads_all_ones():
+    from lab.kvm.bus import HANDLED, DropWrites, handle
+
+    bus, answer = Bus(), bytearray(2)
+    bus.insert(0x80, 1, DropWrites())
+    assert handle(exits.IoOut(0x80, 1, 1, b"\x00"), bus) is HANDLED
+    bus.insert(0x90, 2, DropWrites())
+    assert handle(exits.IoIn(0x90, 2, 1, 0, memoryview(answer)), bus) is HANDLED and answer == b"\xff\xff"
+
+
+def test_every_error_class_has_its_own_code():
+    from lab.kvm.errors import CODES
+
+    assert len(set(CODES)) == len(CODES) and all(CODES.values())
+    for code, cls in CODES.items():
+        assert cls.code == code
 
 
 def test_exit_record_flattens_the_typed_exit():
@@ -123,6 +211,15 @@ def test_open_reason_says_what_to_do():
     assert "usermod -aG kvm" in kvm.open_reason("/dev/kvm", PermissionError(errno.EACCES, "Permission denied"))
     assert "does not exist" in kvm.open_reason("/nope", FileNotFoundError(errno.ENOENT, "No such file"))
     assert "modprobe" in kvm.open_reason("/dev/kvm", OSError(errno.ENXIO, "No such device or address"))
+
+
+@pytest.mark.parametrize("err, code", [
+    (errno.ENOENT, "kvm.device_missing"), (errno.EACCES, "kvm.permission"), (errno.ENODEV, "kvm.no_driver"),
+    (errno.EIO, "kvm.cannot_open"),
+])
+def test_each_reason_kvm_is_unavailable_has_its_code(err, code):
+    error = kvm.unavailable("/nope", OSError(err, "x"))
+    assert isinstance(error, kvm.KvmUnavailable) and error.code == code and error.params["device"] == "/nope"
 
 
 # --------------------------------------------------------------------------- guest memory
@@ -208,3 +305,37 @@ def test_long_mode_page_tables_map_the_first_4_gib():
     assert len(pds) == 4 * 512 * 8
     last = int.from_bytes(pds[-8:], "little")
     assert last & ~0xFFF == (4 * 512 - 1) << 21 and last & 0x83 == 0x83
+
+
+def test_an_ioctl_interrupted_by_a_signal_is_made_again(monkeypatch):
+    import ctypes
+
+    from lab.kvm import _libc
+
+    calls = []
+
+    def interrupted_once(fd, request, address):
+        calls.append(fd)
+        if len(calls) == 1:
+            ctypes.set_errno(errno.EINTR)
+            return -1
+        return 7
+
+    monkeypatch.setattr(_libc, "_ioctl", interrupted_once)
+    assert _libc.ioctl(3, 0, what="KVM_TEST") == 7 and len(calls) == 2
+
+
+def test_an_ioctl_that_fails_otherwise_is_an_ioctl_error_at_once(monkeypatch):
+    import ctypes
+
+    from lab.kvm import _libc
+
+    def fails(fd, request, address):
+        ctypes.set_errno(errno.EBADF)
+        return -1
+
+    monkeypatch.setattr(_libc, "_ioctl", fails)
+    with pytest.raises(kvm.IoctlError) as info:
+        _libc.ioctl(3, 0, what="KVM_TEST")
+    assert info.value.record() == {"code": "kvm.ioctl", "params": {"call": "KVM_TEST", "errno": errno.EBADF,
+                                                                   "error": "EBADF"}}

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from lab import guests, kvm
+from lab.bench import exits as bench_exits
 from lab.guests import asm
 
 kvm_live = pytest.mark.kvm
@@ -118,18 +119,49 @@ def test_mmio_exit_reports_address_and_data(no_leaks):
 def test_exit_loop_runs_to_hlt(no_leaks, mode, kind):
     n = 50
     program = guests.exit_loop(kind, n, mode=mode)
-    resume = {"resume_out_ports": {guests.EXIT_PORT}} if kind == "pio_user" else {}
-    if kind == "mmio_user":
-        resume = {"resume_mmio_writes": True}
+    pio, mmio = bench_exits.dropping_bus(kind)
     with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
         vm.load(program)
         vcpu = vm.create_vcpu(mode=mode, entry=program.origin)
-        ex = vcpu.run(timeout_s=10, **resume)
+        ex = vcpu.run_until(timeout_s=10, pio=pio, mmio=mmio)
         start, end = vm.read_u64(guests.RESULT_ADDR), vm.read_u64(guests.RESULT_ADDR + 8)
     assert ex.reason == "hlt"
     assert ex.resumed == (n if kind in ("pio_user", "mmio_user") else 0)
     assert end > start
 
+
+@kvm_live
+@pytest.mark.parametrize("kind", ["loop", "pio_user", "mmio_user"])
+def test_the_benchmark_fast_path_ends_as_run_until_does(no_leaks, kind):
+    n = 50
+    program = guests.exit_loop(kind, n)
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(program)
+        vcpu = vm.create_vcpu(mode=program.mode, entry=program.origin)
+        ex = bench_exits.run_resuming(vcpu, kind, 10)
+    assert ex.reason == "hlt" and ex.resumed == (0 if kind == "loop" else n)
+
+
+@kvm_live
+def test_run_once_is_one_kvm_run_and_run_until_holds_one_guard(no_leaks, monkeypatch):
+    from lab.kvm import kick
+
+    armed = []
+    enter = kick.Guard.__enter__
+    monkeypatch.setattr(kick.Guard, "__enter__", lambda self: armed.append(self) or enter(self))
+    program = guests.exit_loop("pio_user", 3)
+    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
+        vm.load(program)
+        vcpu = vm.create_vcpu(mode=program.mode, entry=program.origin)
+        with vcpu.running(timeout_s=5):
+            exits_seen = [vcpu.run_once() for _ in range(3)]
+            assert vcpu.run_once() == kvm.exits.Hlt()
+        assert len(armed) == 1
+        assert all(isinstance(e, kvm.exits.IoOut) and e.port == guests.EXIT_PORT for e in exits_seen)
+        vcpu.jump(program.origin)
+        pio, _ = bench_exits.dropping_bus("pio_user")
+        assert vcpu.run_until(5, pio=pio).resumed == 3
+        assert len(armed) == 2  # one guard for the whole run
 
 @kvm_live
 def test_ioeventfd_completes_out_in_the_kernel(no_leaks):
@@ -161,13 +193,15 @@ def echo_program(port_in: int = 0x60) -> guests.Program:
 
 @kvm_live
 def test_resumed_ports_resume_every_size_and_nothing_else(no_leaks):
-    """The fast path learns the word of the first resumed out; other sizes and ports still take the full check."""
+    """A device that drops writes on one port takes every size of out there, and nothing else."""
     out_al, out_eax = asm.simple("out dx, al", b"\xee"), asm.simple("out dx, eax", b"\xef")
     items = [asm.mov_dx_imm16(guests.EXIT_PORT, "protected32"), out_al, out_al, out_eax, out_al,
              asm.mov_dx_imm16(guests.SERIAL_PORT, "protected32"), out_al, asm.simple("hlt", b"\xf4")]
     code, listing = asm.assemble(items, guests.CODE_ADDR)
     program = guests.Program("outs", "protected32", guests.CODE_ADDR, code, tuple(listing), "outs")
-    ex, _ = run_program(program, timeout_s=5, resume_out_ports={guests.EXIT_PORT})
+    bus = kvm.Bus()
+    bus.insert(guests.EXIT_PORT, 4, kvm.bus.DropWrites())
+    ex, _ = run_program(program, timeout_s=5, pio=bus)
     assert isinstance(ex.exit, kvm.exits.IoOut) and ex.exit.port == guests.SERIAL_PORT
     assert ex.resumed == 4
 

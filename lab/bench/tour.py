@@ -88,7 +88,7 @@ def hello_steps(device: str = kvm.DEVICE) -> list[Step]:
                 mode="real", cs_base=vcpu.get_sregs().cs.base, rip=vcpu.get_regs().rip)
             serial = b""
             for _ in range(16):
-                ex = vcpu.run(timeout_s=5)
+                ex = vcpu.run_until(timeout_s=5)
                 add("run", "KVM_RUN", **_exit_values(ex))
                 if not isinstance(out := ex.exit, kvm.exits.IoOut):
                     break
@@ -103,10 +103,10 @@ def _bad_guest(program: guests.Program, step: int, timeout_s: float) -> Step:
     try:
         with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
             vm.load(program)
-            ex = vm.create_vcpu(mode=program.mode, entry=program.origin).run(timeout_s=timeout_s)
+            ex = vm.create_vcpu(mode=program.mode, entry=program.origin).run_until(timeout_s=timeout_s)
         outcome, message, values = f"exit_{ex.reason}", "", _exit_values(ex)
     except kvm.GuestError as exc:
-        outcome, message, values = type(exc).__name__, str(exc), {}
+        outcome, message, values = type(exc).__name__, str(exc), {"error": exc.record()}
     return Step("errors", step, program.name, "KVM_RUN", outcome, values, message,
                 round(time.perf_counter() - t0, 1))
 
@@ -116,9 +116,9 @@ def bad_guest_steps(timeout_s: float = 1.0, vendor: str | None = None) -> list[S
     steps = [_bad_guest(program, i + 1, timeout_s) for i, program in enumerate(BAD_GUESTS)]
     vendor = vendor or host.read_cpuinfo().vendor_short
     insn = guests.HYPERCALL_INSN.get(vendor, guests.asm.VMCALL)[0]
-    ok, reason = bench_exits.probe_hypercall("protected32", vendor, timeout_s=timeout_s)
+    ok, reason, error = bench_exits.probe_hypercall("protected32", vendor, timeout_s=timeout_s)
     steps.append(Step("errors", len(steps) + 1, "hypercall_once", "KVM_RUN", "ok" if ok else "unavailable",
-                      {"insn": insn, "mode": "protected32"}, reason or ""))
+                      {"insn": insn, "mode": "protected32", **({"error": error} if error else {})}, reason or ""))
     return steps
 
 

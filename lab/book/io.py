@@ -25,13 +25,14 @@ from lab.bench import harness
 from lab.bench import io as bench_io
 from lab.book import fallback, pages, plots
 from lab.book.backend import backend_ja, backend_short
-from lab.book.vmm_words import message_ja
+from lab.book.vmm_words import say
 from lab.book.widgets import Switchable
 from lab.datapackage import DataError
 from lab.devices.memory import DeviceError, GuestMemory
 from lab.devices.models import VirtioDevice
 from lab.devices.sim import simulate
 from lab.devices.virtqueue import VIRTQ_DESC_F_NEXT, DriverQueue, Layout, read_descriptor, read_used_elem
+from lab.kvm.errors import Coded
 
 #: Display names of the benchmark modes (Japanese figures) and the tab each belongs to.
 MODE_NAMES = {
@@ -124,7 +125,8 @@ def load(live: bool | None = None, root: str | None = None) -> IoData:
         try:
             return measure()
         except (kvm.KvmError, DeviceError, RuntimeError) as exc:  # shown to the reader, not hidden
-            reason = f"the live measurement failed: {type(exc).__name__}: {exc}"
+            said = say(exc.record()) if isinstance(exc, Coded) else f"{type(exc).__name__}: {exc}"
+            reason = f"その場の測定が失敗した: {said}"
     data = load_recorded(root)
     data.reason = reason
     return data
@@ -333,7 +335,7 @@ def malformed_cases() -> pd.DataFrame:
         build(mem, layout, driver)
         device.notify()
         device.close()
-        return message_ja(device.errors[0]) if device.errors else "(受け付けた)"
+        return say(device.errors[0]) if device.errors else "(受け付けた)"
 
     def outside(mem, layout, drv):
         drv.add([(0x3FF0, 0x40, False)])

@@ -24,7 +24,7 @@ from lab.bench import tour as bench_tour
 from lab.book import fallback, pages, plots
 from lab.book.backend import backend_short
 from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
-from lab.book.vmm_words import message_ja
+from lab.book.vmm_words import say
 from lab.kvm import ioctl_numbers
 
 KIND_LABELS = {
@@ -113,6 +113,12 @@ def _result_words(action: str, v: dict[str, Any]) -> str:
     return words[action]()
 
 
+def _error(cell: Any) -> dict[str, Any] | None:
+    """The ``error`` cell of an exits recording (JSON ``{code, params}``); None when empty or older than it."""
+    text = _text(cell)
+    return json.loads(text) if text else None
+
+
 def _text(value: Any) -> str:
     """A string cell of a loaded resource: an empty cell comes back missing (None or NaN)."""
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
@@ -127,7 +133,7 @@ def tour_words(steps: pd.DataFrame) -> pd.DataFrame:
             action, result = ACTIONS_JA[r.action], _result_words(r.action, v)
         else:
             action = f"{r.action}: {BAD_GUESTS_JA[r.action].format(**v)}"
-            result = message_ja(_text(r.message)) or "ハイパーコールは完了した"
+            result = say(v.get("error"), _text(r.message)) or "ハイパーコールは完了した"
             if pd.notna(r.seconds):
                 result += f" [{r.seconds:.1f} s]"
         rows.append({"step": r.step, "action": action, "ioctl": _text(r.ioctl) or NO_IOCTL_JA.get(r.action, "-"),
@@ -210,7 +216,8 @@ def _exits_display(frame: pd.DataFrame) -> pd.DataFrame:
         "ns/回": _count(frame["ns_per_exit"]),
         "四分位範囲": [("-" if pd.isna(a) else f"{a:.0f}–{b:.0f}")
                       for a, b in zip(frame["cycles_q1"], frame["cycles_q3"], strict=True)],
-        "理由": [message_ja(str(r)) if isinstance(r, str) and r else "" for r in frame["reason"]],
+        "理由": [say(_error(e), r if isinstance(r, str) else "")
+                 for r, e in zip(frame["reason"], frame.get("error", pd.Series([None] * len(frame))), strict=True)],
     })
     return out.reset_index(drop=True)
 
@@ -314,7 +321,8 @@ def vmexit_facts(root: str | None = None) -> dict[str, Any]:
     status = hc["status"] if hc is not None else "not recorded"
     facts["rec_hypercall_status"] = Text({"ok": "測定できた", "unavailable": "測定不能(unavailable)",
                                           "not recorded": "記録なし"}.get(status, status))
-    facts["rec_hypercall_reason"] = Text(message_ja(str(hc["reason"] or "")) if hc is not None else "")
+    facts["rec_hypercall_reason"] = Text(say(_error(hc.get("error")), str(hc["reason"] or ""))
+                                         if hc is not None else "")
     facts["rec_hypercall_meaning"] = Text(
         "このホストの KVM ではハイパーコールの命令が完了せず、見張り役が KVM_RUN を止めています。"
         "表に値の代わりに理由が書かれているのはそのためです。" if status == "unavailable" else

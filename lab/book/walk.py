@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from lab.book import fallback, pages
-from lab.book.vmm_words import message_ja
+from lab.book.vmm_words import say
 from lab.kvm import Exit, KvmError
 
 ACTIONS_JA = {
@@ -166,8 +166,8 @@ _BAD = ("triple_fault", "jump_unmapped", "spin", "hypercall_once")
 
 def _step(host_id: str, action: str, outcome: str, values: dict[str, Any], message: Any) -> Step:
     text = "" if message is None or (isinstance(message, float) and pd.isna(message)) else str(message)
-    if text:
-        result = message_ja(text)
+    if text or "error" in values:
+        result = say(values.get("error"), text)
     elif action in _BAD:
         result = _exit_words(values) if "reason" in values else "完了した"
     else:

@@ -11,8 +11,8 @@ notify port registered with ``KVM_IOEVENTFD`` and served by a
 :class:`~lab.devices.models.VhostWorker` thread: the vCPU does not come back
 to userspace for a kick).
 
-The device models get their exits through a port-I/O bus
-(``Vcpu.run(pio=bus)``, :mod:`lab.kvm.bus`): the whole run is one call with
+The device models are bus devices on a port-I/O bus
+(``Vcpu.run_until(pio=bus)``, :mod:`lab.kvm.bus`): the whole run is one call with
 one watchdog, so thousands of register accesses cost one ``KVM_RUN`` round
 trip each and nothing more. The models work on the VM's own
 :class:`~lab.kvm.memory.GuestMemory`. Ctrl-C during a run raises
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,12 +31,36 @@ from lab import kvm
 from lab.devices import abi, guests
 from lab.devices.memory import DeviceError, GuestMemory
 from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, _Device, expected_checksum
+from lab.kvm.kick import sigint_deferred
 
 MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
 
 
 class IoRunError(DeviceError):
     """A live I/O run could not complete; the message says why and what to do."""
+
+    code = "io.run"
+
+
+class GuestWaitsForRefusedDevice(IoRunError):
+    """The guest did not halt because a device refused its requests (``cause``: the first fault)."""
+
+    code = "io.device_refused"
+
+    def __init__(self, timeout_s: float, cause: dict[str, Any]) -> None:
+        super().__init__(f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
+                         f"requests ({cause['code']} {cause['params']}); check the guest's queue or parameters",
+                         timeout_s=timeout_s, cause=cause)
+
+
+class UnexpectedStop(IoRunError):
+    """The guest stopped on an exit no device of the run handles."""
+
+    code = "io.unexpected_exit"
+
+    def __init__(self, exit: kvm.Exit) -> None:
+        super().__init__(f"the guest stopped with {exit!r} instead of hlt: no device of this run handles it",
+                         exit=type(exit.exit).__name__, rip=exit.rip)
 
 
 @dataclass
@@ -83,26 +106,10 @@ def check_params(mode: str, count: int, size: int, batch: int) -> None:
         raise ValueError(f"{count} x {size} bytes is more than the 64 MiB of payload a run may use")
 
 
-class PortRegisters:
-    """One register of a device model on the VMM's port-I/O bus (:class:`lab.kvm.BusDevice`)."""
-
-    def __init__(self, device: _Device, port: int, counts: Counter[int]) -> None:
-        self.device, self.port, self.counts = device, port, counts
-
-    def write(self, offset: int, data: bytes) -> None:
-        self.counts[self.port + offset] += 1
-        self.device.io_out(self.port + offset, data)
-
-    def read(self, offset: int, data: memoryview) -> None:
-        self.counts[self.port + offset] += 1
-        data[:] = self.device.io_in(self.port + offset, len(data))
-
-
-def port_bus(device: _Device, counts: Counter[int]) -> kvm.Bus:
-    """A bus with each of ``device``'s ports (4-byte registers); ``counts`` counts the accesses per port."""
+def port_bus(device: _Device) -> kvm.Bus:
+    """A port-I/O bus with ``device`` over its ports (each access is counted in ``device.stats.by_port``)."""
     bus = kvm.Bus()
-    for port in device.ports:
-        bus.insert(port, 4, PortRegisters(device, port, counts))
+    device.attach(bus)
     return bus
 
 
@@ -146,16 +153,17 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
             tsc_khz = vcpu.tsc_khz()
             if mode == "virtio_ioeventfd":
                 efd = vm.ioeventfd(abi.VIRTIO_NOTIFY, length=abi.VIRTIO_NOTIFY_SIZE, datamatch=0)
-                worker = VhostWorker(device, kick_fd=efd.fd).__enter__()  # type: ignore[arg-type]
-            ports: Counter[int] = Counter()
+                with sigint_deferred():  # the thread and its eventfd are ours before a Ctrl-C can strike
+                    worker = VhostWorker(device, kick_fd=efd.fd)  # type: ignore[arg-type]
+                    worker.__enter__()
             start = time.perf_counter_ns()
-            _run_until_hlt(vcpu, port_bus(device, ports), device, timeout_s)
+            _run_until_hlt(vcpu, port_bus(device), device, timeout_s)
             wall = time.perf_counter_ns() - start
             eventfd_kicks = 0
             if worker is not None:
                 worker.close()  # raises if the worker thread failed
                 eventfd_kicks = worker.kicks
-            p = abi.PARAMS
+            p, ports = abi.PARAMS, device.stats.by_port
             return IoRun(
                 mode=mode, count=count, size=size, batch=batch,
                 exits=sum(ports.values()), exits_by_port={f"{k:#x}": v for k, v in sorted(ports.items())},
@@ -167,13 +175,19 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors),
             )
         finally:
-            if worker is not None:
-                try:
-                    worker.close()
-                except DeviceError:
-                    pass
-            if device is not None:
-                device.close()  # drops its views of guest memory before the VM unmaps it
+            _release(worker, device)
+
+
+def _release(worker: VhostWorker | None, device: _Device | None) -> None:
+    """Stop the worker thread and drop the device's views of guest memory (before the VM unmaps it)."""
+    with sigint_deferred():  # a Ctrl-C here would leave the thread or the views of guest memory
+        if worker is not None:
+            try:
+                worker.close()
+            except DeviceError:
+                pass
+        if device is not None:
+            device.close()
 
 
 def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, batch: int,
@@ -195,12 +209,10 @@ def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, ba
 def _run_until_hlt(vcpu: kvm.Vcpu, bus: kvm.Bus, device: _Device, timeout_s: float) -> None:
     """Run ``vcpu`` until ``hlt``, giving every port-I/O exit to the devices on ``bus`` (one watchdog for the run)."""
     try:
-        exit_ = vcpu.run(timeout_s, pio=bus)
+        exit_ = vcpu.run_until(timeout_s, pio=bus)
     except kvm.RunTimeout as exc:
         if not device.errors:
             raise
-        raise IoRunError(
-            f"the guest did not halt within {timeout_s:g} s: it waits for a device that refused its "
-            f"requests ({device.errors[0]}); check the guest's queue or parameters") from exc
+        raise GuestWaitsForRefusedDevice(timeout_s, device.errors[0]) from exc
     if not isinstance(exit_.exit, kvm.exits.Hlt):
-        raise IoRunError(f"the guest stopped with {exit_!r} instead of hlt: no device of this run handles it")
+        raise UnexpectedStop(exit_)

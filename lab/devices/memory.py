@@ -11,12 +11,20 @@ it is a :class:`GuestMemoryError` instead.
 
 from __future__ import annotations
 
-from lab.kvm.errors import GuestMemoryError
+from typing import Any
+
+from lab.kvm.errors import Coded, GuestMemoryError
 from lab.kvm.memory import GuestMemory
 
 
-class DeviceError(Exception):
-    """The guest handed a device model something it cannot accept."""
+class DeviceError(Coded, Exception):
+    """The guest handed a device model something it cannot accept; ``code`` and ``params`` say what."""
+
+    code = "device.error"
+
+    def __init__(self, message: str, **params: Any) -> None:
+        super().__init__(message)
+        self.params = params or {"detail": message}
 
 
 __all__ = ["DeviceError", "GuestMemory", "GuestMemoryError"]

@@ -20,11 +20,15 @@ that every mode moved exactly the same bytes.
   takes the kick on a host thread and the vCPU never returns to userspace
   for it: zero exits (the vhost idea).
 
+Each device is a :class:`lab.kvm.BusDevice` (``read(offset, data)``,
+``write(offset, data)``) over its ports: the VMM puts it on its port-I/O bus
+(:meth:`_Device.attach`), a simulation calls ``write`` itself.
+
 A device never raises into the VMM's run loop for something the guest did
 wrong: it answers with an error status (emulated, PV) or marks itself
 "needs reset" (virtio, like the virtio status bit ``DEVICE_NEEDS_RESET``), and
-keeps the message in :attr:`errors`. Host-side mistakes (a port the device does
-not own) are exceptions.
+keeps the fault, as its code and values, in :attr:`errors`. Host-side
+mistakes (an offset where the device has no register) are exceptions.
 """
 
 from __future__ import annotations
@@ -34,11 +38,27 @@ import os
 import select
 import struct
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.devices import abi
-from lab.devices.memory import DeviceError, GuestMemory
+from lab.devices.faults import (
+    DataOutsideMemory,
+    DeviceFault,
+    NeedsReset,
+    NoRegister,
+    NoRequestOpen,
+    NoSuchQueue,
+    ReadOnlyRegister,
+    RecordOutsideMemory,
+    RequestIncomplete,
+    RequestLength,
+    WorkerFailed,
+)
+from lab.devices.memory import GuestMemory
 from lab.devices.virtqueue import DeviceQueue, Layout, VirtqueueError
+from lab.kvm.kick import sigint_deferred
 
 MAX_ERRORS_KEPT = 20
 
@@ -68,16 +88,29 @@ def expected_checksum(payload: bytes) -> str:
 
 @dataclass
 class DeviceStats:
-    """What a device saw; ``accesses`` is the number of guest accesses it handled."""
+    """What a device saw: guest accesses per port, notifications, and the faults it answered.
+
+    ``errors`` holds each fault as its code and parameters (``Coded.record``),
+    the first :data:`MAX_ERRORS_KEPT` of them.
+    """
 
     accesses: int = 0
     notifications: int = 0
-    errors: list[str] = field(default_factory=list)
+    by_port: Counter[int] = field(default_factory=Counter)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Device:
+    """The part every device model shares: a :class:`lab.kvm.BusDevice` at ``base`` over ``length`` ports.
+
+    ``read(offset, data)`` and ``write(offset, data)`` are the one interface
+    (the same as every device on a :class:`lab.kvm.Bus`); each access is
+    counted per port in ``stats.by_port``.
+    """
+
     mode: str = ""
-    ports: tuple[int, ...] = ()
+    base: int = 0
+    length: int = 0
 
     def __init__(self, mem: GuestMemory) -> None:
         self.mem = mem
@@ -86,39 +119,42 @@ class _Device:
         self._lock = threading.Lock()
 
     @property
-    def errors(self) -> list[str]:
+    def errors(self) -> list[dict[str, Any]]:
         return self.stats.errors
 
-    def _error(self, message: str) -> None:
+    def _fault(self, fault: DeviceFault) -> None:
         if len(self.stats.errors) < MAX_ERRORS_KEPT:
-            self.stats.errors.append(message)
+            self.stats.errors.append(fault.record())
 
     def close(self) -> None:
         """Drop every view of guest memory (before the VMM unmaps it)."""
 
-    def handles(self, port: int) -> bool:
-        return port in self.ports
+    def attach(self, bus: Any) -> None:
+        """Put this device on a port-I/O :class:`lab.kvm.Bus`, over its ports."""
+        bus.insert(self.base, self.length, self)
 
-    def _check_port(self, port: int) -> None:
-        if port not in self.ports:
-            raise DeviceError(f"{type(self).__name__} has no register at port {port:#x} "
-                              f"(its ports: {', '.join(hex(p) for p in self.ports)})")
-
-    def io_out(self, port: int, data: bytes) -> None:  # pragma: no cover - overridden
-        self._check_port(port)
-
-    def io_in(self, port: int, size: int) -> bytes:
-        """Reading a register this device does not drive returns all ones, like an open bus."""
-        self._check_port(port)
+    def _count(self, offset: int) -> int:
+        if not 0 <= offset < self.length:
+            raise NoRegister(type(self).__name__, self.base + offset)
+        port = self.base + offset
         self.stats.accesses += 1
-        return b"\xff" * size
+        self.stats.by_port[port] += 1
+        return port
+
+    def write(self, offset: int, data: bytes) -> None:  # pragma: no cover - overridden
+        self._count(offset)
+
+    def read(self, offset: int, data: memoryview) -> None:
+        """Reading a register this device does not drive gives all ones, like an open bus."""
+        self._count(offset)
+        data[:] = b"\xff" * len(data)
 
 
 class EmulatedDevice(_Device):
     """Register-at-a-time controller: command, data and status registers (see module doc)."""
 
     mode = "hvm"
-    ports = (abi.HVM_CMD, abi.HVM_DATA, abi.HVM_STATUS)
+    base, length = abi.HVM_CMD, abi.HVM_STATUS + 4 - abi.HVM_CMD
 
     def __init__(self, mem: GuestMemory) -> None:
         super().__init__(mem)
@@ -126,25 +162,24 @@ class EmulatedDevice(_Device):
         self._expect = 0
         self._buffer = bytearray()
 
-    def io_out(self, port: int, data: bytes) -> None:
-        self._check_port(port)
-        self.stats.accesses += 1
+    def write(self, offset: int, data: bytes) -> None:
+        port = self._count(offset)
         value = int.from_bytes(data, "little")
         if port == abi.HVM_CMD:
             if self._expect:
-                self._error(f"command register written with {self._expect} bytes of the last request missing")
+                self._fault(RequestIncomplete(self._expect))
             self._buffer.clear()
             if not 0 < value <= abi.MAX_REQUEST:
                 self._expect = 0
                 self.status = abi.ST_TOO_LONG
-                self._error(f"request length {value} is not between 1 and {abi.MAX_REQUEST}")
+                self._fault(RequestLength(value))
                 return
             self._expect = value
             self.status = abi.ST_OK
         elif port == abi.HVM_DATA:
             if not self._expect:
                 self.status = abi.ST_PROTOCOL
-                self._error("data register written with no request open (write the command register first)")
+                self._fault(NoRequestOpen())
                 return
             take = min(self._expect, len(data))
             self._buffer += data[:take]
@@ -154,39 +189,38 @@ class EmulatedDevice(_Device):
                 self._buffer.clear()
         else:
             self.status = abi.ST_PROTOCOL
-            self._error(f"status register at {port:#x} is read-only")
+            self._fault(ReadOnlyRegister(port))
 
-    def io_in(self, port: int, size: int) -> bytes:
-        if port != abi.HVM_STATUS:
-            return super().io_in(port, size)
-        self.stats.accesses += 1
+    def read(self, offset: int, data: memoryview) -> None:
+        if self.base + offset != abi.HVM_STATUS:
+            return super().read(offset, data)
+        self._count(offset)
         status = abi.ST_PROTOCOL if self._expect else self.status
-        return bytes([status]) + b"\x00" * (size - 1)
+        data[:] = bytes([status]) + b"\x00" * (len(data) - 1)
 
 
 class PVDevice(_Device):
     """One port write per request, carrying the address of a ``{addr, len, status}`` record."""
 
     mode = "pv"
-    ports = (abi.PV_PORT,)
+    base, length = abi.PV_PORT, 4
     _RECORD = struct.Struct("<QII")
 
-    def io_out(self, port: int, data: bytes) -> None:
-        self._check_port(port)
-        self.stats.accesses += 1
+    def write(self, offset: int, data: bytes) -> None:
+        self._count(offset)
         self.stats.notifications += 1
         record = int.from_bytes(data, "little")
         if not self.mem.contains(record, abi.PV_RECORD_SIZE):
             # Nowhere to write a status: note it and leave guest memory alone.
-            self._error(f"PV request record at {record:#x} is outside guest memory")
+            self._fault(RecordOutsideMemory(record))
             return
         addr, length, _ = self._RECORD.unpack(self.mem.read(record, abi.PV_RECORD_SIZE))
         if not 0 < length <= abi.MAX_REQUEST:
             status = abi.ST_TOO_LONG
-            self._error(f"PV request at {record:#x}: length {length} is not between 1 and {abi.MAX_REQUEST}")
+            self._fault(RequestLength(length, record))
         elif not self.mem.contains(addr, length):
             status = abi.ST_BAD_RANGE
-            self._error(f"PV request at {record:#x}: data [{addr:#x}, {addr + length:#x}) is outside guest memory")
+            self._fault(DataOutsideMemory(record, addr, addr + length))
         else:
             self.sink.consume(self.mem.view(addr, length))
             status = abi.ST_OK
@@ -197,25 +231,25 @@ class VirtioDevice(_Device):
     """A device with one split virtqueue; each readable chain is one request."""
 
     mode = "virtio"
+    length = abi.VIRTIO_NOTIFY_SIZE
 
     def __init__(self, mem: GuestMemory, layout: Layout | None = None,
                  notify_port: int = abi.VIRTIO_NOTIFY) -> None:
         super().__init__(mem)
         self.layout = layout or Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
         self.queue = DeviceQueue(mem, self.layout)  # raises VirtqueueError on a bad layout
-        self.ports = (notify_port,)
+        self.base = notify_port
         self.needs_reset = False
 
     def close(self) -> None:
         self.queue.release()
 
-    def io_out(self, port: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes) -> None:
         """A notification that went through the VMM's run loop (an exit to userspace)."""
-        self._check_port(port)
-        self.stats.accesses += 1
+        self._count(offset)
         queue = int.from_bytes(data, "little")
         if queue != 0:
-            self._error(f"notification for queue {queue}; this device has only queue 0")
+            self._fault(NoSuchQueue(queue))
             return
         self.notify()
 
@@ -233,7 +267,7 @@ class VirtioDevice(_Device):
                     done += 1
             except VirtqueueError as exc:
                 self.needs_reset = True
-                self._error(f"virtqueue error, device needs reset: {exc}")
+                self._fault(NeedsReset(exc))
             finally:
                 if done:
                     self.queue.publish()
@@ -287,19 +321,21 @@ class VhostWorker:
             self.failure = exc
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            os.eventfd_write(self._stop_fd, 1)
-            self._thread.join(timeout=5)
-        for fd in ([self.kick_fd] if self._own_kick else []) + [self._stop_fd]:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._own_kick = False
-        self._stop_fd = -1
+        with sigint_deferred():  # stopped, joined and closed whole, whenever a Ctrl-C comes
+            if self._thread.is_alive():
+                os.eventfd_write(self._stop_fd, 1)
+                self._thread.join(timeout=5)
+            fds = ([self.kick_fd] if self._own_kick else []) + ([self._stop_fd] if self._stop_fd >= 0 else [])
+            self._own_kick = False
+            self._stop_fd = -1
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         if self.failure is not None:
             failure, self.failure = self.failure, None
-            raise DeviceError(f"vhost worker thread failed: {failure!r}") from failure
+            raise WorkerFailed(repr(failure)) from failure
 
 
 DEVICE_CLASSES = {"hvm": EmulatedDevice, "pv": PVDevice, "virtio": VirtioDevice}
@@ -325,7 +361,7 @@ class Delivery:
     bytes: int = 0             #: bytes the device received
     checksum: str = ""         #: of the bytes the device received
     expected: str = ""         #: of the payload the host put in guest memory
-    errors: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  #: the devices' faults, as codes and values
 
     @property
     def ok(self) -> bool:

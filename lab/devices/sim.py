@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 
 from lab.devices import abi
 from lab.devices.live import check_params, payload
@@ -31,15 +30,13 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
     data = payload(count, size, seed)
     mem = GuestMemory(bytearray(abi.memory_size_for(count, size)))
     mem.write(abi.DATA, data)
-    ports: Counter[int] = Counter()
     kicks = eventfd_kicks = 0
     layout = Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
     driver = DriverQueue(mem, layout) if mode.startswith("virtio") else None
     device = DEVICE_CLASSES["virtio" if mode.startswith("virtio") else mode](mem)
 
     def out(port: int, value: int, width: int = 4) -> None:  # an exit in a live run
-        ports[port] += 1
-        device.io_out(port, value.to_bytes(width, "little"))
+        device.write(port - device.base, value.to_bytes(width, "little"))
 
     if mode == "hvm":
         for i in range(count):
@@ -79,7 +76,7 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
                 worker.close()
                 eventfd_kicks = worker.kicks
     device.close()
-    return SimRun(mode=mode, count=count, size=size, batch=batch, exits=sum(ports.values()),
-                  exits_by_port={f"{k:#x}": v for k, v in sorted(ports.items())}, kicks=kicks,
+    return SimRun(mode=mode, count=count, size=size, batch=batch, exits=sum(device.stats.by_port.values()),
+                  exits_by_port={f"{k:#x}": v for k, v in sorted(device.stats.by_port.items())}, kicks=kicks,
                   eventfd_kicks=eventfd_kicks, requests=device.sink.requests, bytes=device.sink.bytes,
                   checksum=device.sink.checksum(), expected=expected_checksum(data), errors=list(device.errors))

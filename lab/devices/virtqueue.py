@@ -18,7 +18,7 @@ Indices run freely modulo 2**16; the slot is ``idx % N``.
 :class:`DeviceQueue` trusts nothing it reads: an index that claims more new
 buffers than the queue holds, a head or ``next`` outside the table, a chain
 that loops, a buffer outside guest memory, a flag it did not negotiate - each
-is a :class:`VirtqueueError` naming the problem, raised before anything
+is its own :class:`VirtqueueError` (a code and the values), raised before anything
 outside guest memory could be touched (every access goes through
 :class:`~lab.devices.memory.GuestMemory`).
 """
@@ -30,7 +30,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from lab.devices.memory import DeviceError, GuestMemory, GuestMemoryError
+from lab.devices.memory import GuestMemory, GuestMemoryError
+from lab.devices.virtqueue_errors import (
+    MAX_QUEUE_SIZE,
+    AvailIndexOutOfRange,
+    AvailRingEntryOutOfRange,
+    ChainLoop,
+    DescriptorIndexOutOfRange,
+    DescriptorOutsideMemory,
+    IndirectNotOffered,
+    PartMisaligned,
+    PartOutsideMemory,
+    PartsOverlap,
+    QueueSizeInvalid,
+    ReadableAfterWritable,
+    UnknownFlags,
+    VirtqueueError,
+)
 
 VIRTQ_DESC_F_NEXT = 1      #: the chain continues in ``next``
 VIRTQ_DESC_F_WRITE = 2     #: the buffer is device-writable (otherwise device-readable)
@@ -40,15 +56,10 @@ VIRTQ_USED_F_NO_NOTIFY = 1      #: the device asks for no notification (kick)
 
 DESC_SIZE = 16
 DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN = 16, 2, 4
-MAX_QUEUE_SIZE = 32768
 
 _DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
 _U16 = struct.Struct("<H")
-
-
-class VirtqueueError(DeviceError):
-    """The driver broke the virtqueue rules; the device must not go on with this queue."""
 
 
 def _align(value: int, alignment: int) -> int:
@@ -86,21 +97,19 @@ class Layout:
         """Raise :class:`VirtqueueError` unless this layout is valid inside ``mem``."""
         n = self.size
         if not (1 <= n <= MAX_QUEUE_SIZE) or n & (n - 1):
-            raise VirtqueueError(f"queue size {n} is not a power of 2 between 1 and {MAX_QUEUE_SIZE}")
+            raise QueueSizeInvalid(n)
         parts = list(zip(("descriptor table", "available ring", "used ring"),
                          (self.desc, self.avail, self.used), (DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN),
                          self.sizes(n), strict=True))
         for name, addr, alignment, length in parts:
             if addr % alignment:
-                raise VirtqueueError(f"{name} at {addr:#x} is not aligned to {alignment} bytes")
+                raise PartMisaligned(name, addr, alignment)
             if not mem.contains(addr, length):
-                raise VirtqueueError(
-                    f"{name} [{addr:#x}, {addr + length:#x}) is outside guest memory "
-                    f"[{mem.base:#x}, {mem.base + mem.size:#x})")
+                raise PartOutsideMemory(name, addr, addr + length, mem.base, mem.base + mem.size)
         for i, (n1, a1, _, l1) in enumerate(parts):
             for n2, a2, _, l2 in parts[i + 1:]:
                 if a1 < a2 + l2 and a2 < a1 + l1:
-                    raise VirtqueueError(f"{n1} and {n2} overlap")
+                    raise PartsOverlap(n1, n2)
 
 
 class Descriptor(NamedTuple):
@@ -173,15 +182,12 @@ class DeviceQueue:
         avail = self.avail_idx()
         new = (avail - self.last_avail_idx) & 0xFFFF
         if new > self.layout.size:
-            raise VirtqueueError(
-                f"avail.idx moved from {self.last_avail_idx} to {avail}: {new} new entries "
-                f"in a queue of {self.layout.size} (ring index out of range)")
+            raise AvailIndexOutOfRange(self.last_avail_idx, avail, new, self.layout.size)
         return new
 
     def descriptor(self, index: int) -> Descriptor:
         if not 0 <= index < self.layout.size:
-            raise VirtqueueError(
-                f"descriptor index {index} is out of range for a queue of {self.layout.size}")
+            raise DescriptorIndexOutOfRange(index, self.layout.size)
         # index < size: the entry lies inside the table, which lies inside guest memory.
         return Descriptor(index, *_DESC.unpack_from(self._buf, self._desc + DESC_SIZE * index))
 
@@ -193,21 +199,17 @@ class DeviceQueue:
         mem = self.mem
         while True:
             if index in seen or len(descs) >= self.layout.size:
-                path = " -> ".join(str(d.index) for d in descs)
-                raise VirtqueueError(f"descriptor chain from head {head} loops ({path} -> {index})")
+                raise ChainLoop(head, [d.index for d in descs] + [index])
             seen.add(index)
             d = self.descriptor(index)
             if d.flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE):
                 if d.flags & VIRTQ_DESC_F_INDIRECT:
-                    raise VirtqueueError(f"descriptor {index} is indirect, a feature this device did not offer")
-                raise VirtqueueError(f"descriptor {index} has unknown flags {d.flags:#x}")
+                    raise IndirectNotOffered(index)
+                raise UnknownFlags(index, d.flags)
             if not mem.contains(d.addr, d.len):
-                raise VirtqueueError(
-                    f"descriptor {index} points outside guest memory: [{d.addr:#x}, {d.addr + d.len:#x}) "
-                    f"is not inside [{mem.base:#x}, {mem.base + mem.size:#x})")
+                raise DescriptorOutsideMemory(index, d.addr, d.addr + d.len, mem.base, mem.base + mem.size)
             if descs and descs[-1].flags & VIRTQ_DESC_F_WRITE and not d.flags & VIRTQ_DESC_F_WRITE:
-                raise VirtqueueError(
-                    f"descriptor {index} is device-readable after a device-writable one in chain {head}")
+                raise ReadableAfterWritable(index, head)
             descs.append(d)
             if not d.flags & VIRTQ_DESC_F_NEXT:
                 return Chain(head, tuple(descs))
@@ -218,8 +220,7 @@ class DeviceQueue:
         # slot < size: inside the available ring.
         head = _U16.unpack_from(self._buf, self._avail_ring + 2 * slot)[0]
         if head >= self.layout.size:
-            raise VirtqueueError(
-                f"avail.ring[{slot}] = {head} is out of range for a queue of {self.layout.size}")
+            raise AvailRingEntryOutOfRange(slot, head, self.layout.size)
         chain = self.chain(head)
         self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
         return chain
@@ -322,6 +323,9 @@ class DriverQueue:
 
 __all__ = [
     "Chain", "Descriptor", "DeviceQueue", "DriverQueue", "GuestMemoryError", "Layout", "VirtqueueError",
+    "AvailIndexOutOfRange", "AvailRingEntryOutOfRange", "ChainLoop", "DescriptorIndexOutOfRange",
+    "DescriptorOutsideMemory", "IndirectNotOffered", "PartMisaligned", "PartOutsideMemory", "PartsOverlap",
+    "QueueSizeInvalid", "ReadableAfterWritable", "UnknownFlags",
     "VIRTQ_DESC_F_NEXT", "VIRTQ_DESC_F_WRITE", "VIRTQ_DESC_F_INDIRECT",
     "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY", "read_descriptor", "read_used_elem",
 ]

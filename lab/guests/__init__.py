@@ -91,7 +91,7 @@ HELLO = hello()
 KINDS = ("loop", "cpuid", "hypercall", "pio_user", "mmio_user", "pio_ioeventfd")
 
 
-def body(kind: str, mode: str = "protected32", vendor: str = "intel") -> list[Item]:
+def body(kind: str, mode: str = "protected32", vendor: str | None = None) -> list[Item]:
     """The instruction(s) inside the timing loop whose exit is measured."""
     if kind == "cpuid":
         return [simple(*asm.XOR_EAX_EAX, comment="leaf 0"), simple(*asm.CPUID, comment="exit, handled in the kernel")]
@@ -109,14 +109,22 @@ def body(kind: str, mode: str = "protected32", vendor: str = "intel") -> list[It
     raise ValueError(f"unknown exit kind {kind!r}; choose one of {KINDS}")
 
 
-def hypercall_body(vendor: str) -> list[Item]:
-    """``vmcall`` on Intel, ``vmmcall`` on AMD, with hypercall number 0 (not implemented: -KVM_ENOSYS)."""
+def hypercall_body(vendor: str | None) -> list[Item]:
+    """``vmcall`` on Intel, ``vmmcall`` on AMD, with hypercall number 0 (not implemented: -KVM_ENOSYS).
+
+    The guest cannot know the host: the caller names the vendor (``lab.bench.exits.cpu_vendor()``).
+    """
+    if vendor is None:
+        raise ValueError("a hypercall guest needs the CPU vendor (vendor='intel' or 'amd'): the instruction "
+                         "differs; lab.bench.exits.cpu_vendor() gives this host's")
     text, code = HYPERCALL_INSN.get(vendor, asm.VMCALL)
     return [simple(*asm.XOR_EAX_EAX, comment="hypercall number 0"), simple(text, code, comment="exit to KVM")]
 
 
-def exit_loop(kind: str, iterations: int, *, vendor: str = "intel", mode: str = "protected32") -> Program:
+def exit_loop(kind: str, iterations: int, *, vendor: str | None = None, mode: str = "protected32") -> Program:
     """Time ``iterations`` exits of ``kind`` with ``rdtsc`` (``protected32`` or ``long64``).
+
+    ``vendor`` (``"intel"``, ``"amd"``) matters only to the ``hypercall`` kind, which needs it.
 
     The start and end TSC values are stored at :data:`RESULT_ADDR`
     (start low, start high, end low, end high), then the guest halts.

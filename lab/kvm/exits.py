@@ -2,7 +2,7 @@
 
 Like kvm-ioctls' ``VcpuExit``, each kind of exit is its own small type:
 :class:`IoOut`, :class:`IoIn`, :class:`MmioWrite`, :class:`MmioRead`,
-:class:`Hlt`, :class:`Shutdown`, :class:`FailEntry`, :class:`InternalError`,
+:class:`Hlt`, :class:`Shutdown`, :class:`FailEntry`, :class:`Internal`,
 :class:`Intr` and :class:`Unknown`. :func:`decode` turns the bytes of a
 ``kvm_run`` page into one of them; it reads nothing else, so it is tested on
 hand-made bytes without ``/dev/kvm``.
@@ -17,7 +17,7 @@ an :class:`Exit` record, and raises the abnormal ones as the typed errors of
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from lab.kvm import errors
@@ -31,10 +31,6 @@ from lab.kvm.constants import (
     KVM_EXIT_IO_OUT,
     KVM_EXIT_MMIO,
     KVM_EXIT_SHUTDOWN,
-    KVM_INTERNAL_ERROR_DELIVERY_EV,
-    KVM_INTERNAL_ERROR_EMULATION,
-    KVM_INTERNAL_ERROR_SIMUL_EX,
-    KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 )
 from lab.kvm.structs import RUN_UNION_OFFSET, kvm_run
 
@@ -47,6 +43,7 @@ _FAIL_ENTRY = struct.Struct("<QI")     # hardware_entry_failure_reason, cpu
 _INTERNAL = struct.Struct("<II")       # suberror, ndata; then data[16] as u64
 _U64 = struct.Struct("<Q")
 _AT = RUN_UNION_OFFSET
+_MMIO_DATA_AT = RUN_UNION_OFFSET + 8   # kvm_run.mmio.data follows phys_addr
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +59,20 @@ class IoOut:
 
 @dataclass(frozen=True, slots=True)
 class IoIn:
-    """The guest reads ``count`` accesses of ``size`` bytes from ``port``; the answer goes at ``data_offset``."""
+    """The guest reads ``count`` accesses of ``size`` bytes from ``port``.
+
+    ``data`` is a writable view of ``size * count`` bytes: what is written
+    there is what the guest reads when ``KVM_RUN`` is called again (like
+    kvm-ioctls' borrowed slice of the page at ``data_offset``; ``run_once``
+    copies it into the page before the next ``KVM_RUN``).
+    """
 
     reason: ClassVar[str] = "io"
     port: int
     size: int
     count: int
     data_offset: int
+    data: memoryview = field(default=memoryview(b""), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +86,16 @@ class MmioWrite:
 
 @dataclass(frozen=True, slots=True)
 class MmioRead:
-    """The guest loads ``size`` bytes from ``address``, where no memory slot is."""
+    """The guest loads ``size`` bytes from ``address``, where no memory slot is.
+
+    ``data`` is a writable view of ``size`` bytes, the answer the guest gets
+    on the next ``KVM_RUN`` (in ``kvm_run.mmio.data``).
+    """
 
     reason: ClassVar[str] = "mmio"
     address: int
     size: int
+    data: memoryview = field(default=memoryview(b""), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +122,7 @@ class FailEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class InternalError:
+class Internal:
     """KVM_EXIT_INTERNAL_ERROR, with KVM's suberror and up to 16 words of data."""
 
     reason: ClassVar[str] = "internal_error"
@@ -140,28 +149,35 @@ class Unknown:
         return EXIT_NAMES.get(self.number, "unknown to this VMM")
 
 
-VcpuExit = IoOut | IoIn | MmioWrite | MmioRead | Hlt | Shutdown | FailEntry | InternalError | Intr | Unknown
+VcpuExit = IoOut | IoIn | MmioWrite | MmioRead | Hlt | Shutdown | FailEntry | Internal | Intr | Unknown
 
 
 def decode(page: bytes | bytearray | memoryview) -> VcpuExit:
     """The exit described by the bytes of a ``kvm_run`` page (pure: reads only ``page``).
 
     ``page`` must hold the whole mapping when the exit is port I/O (the data
-    of an ``out`` lies after the structure, at ``data_offset``).
+    of an ``out`` lies after the structure, at ``data_offset``). The ``data``
+    of an :class:`IoIn` or :class:`MmioRead` is a writable view of a copy of
+    the answer's bytes, never of ``page`` itself (a view of the ``kvm_run``
+    mapping kept alive by a caller, or a traceback, would keep the vCPU from
+    being unmapped); ``Vcpu.run_once`` writes it into the page before the
+    next ``KVM_RUN``.
     """
     reason = _REASON.unpack_from(page, _REASON_AT)[0]
     if reason == KVM_EXIT_IO:
         direction, size, port, count, offset = _IO.unpack_from(page, _AT)
+        n = size * count
+        if offset + n > len(page):
+            raise errors.KvmError(f"kvm_run: io data [{offset:#x}, {offset + n:#x}) lies outside the page")
         if direction == KVM_EXIT_IO_OUT:
-            n = size * count
-            if offset + n > len(page):
-                raise errors.KvmError(f"kvm_run: io data [{offset:#x}, {offset + n:#x}) lies outside the page")
             return IoOut(port, size, count, bytes(page[offset:offset + n]))
-        return IoIn(port, size, count, offset)
+        return IoIn(port, size, count, offset, memoryview(bytearray(page[offset:offset + n])))
     if reason == KVM_EXIT_MMIO:
         address, data, length, is_write = _MMIO.unpack_from(page, _AT)
         length = min(length, 8)
-        return MmioWrite(address, data[:length]) if is_write else MmioRead(address, length)
+        if is_write:
+            return MmioWrite(address, data[:length])
+        return MmioRead(address, length, memoryview(bytearray(page[_MMIO_DATA_AT:_MMIO_DATA_AT + length])))
     if reason == KVM_EXIT_HLT:
         return Hlt()
     if reason == KVM_EXIT_SHUTDOWN:
@@ -171,7 +187,7 @@ def decode(page: bytes | bytearray | memoryview) -> VcpuExit:
     if reason == KVM_EXIT_INTERNAL_ERROR:
         suberror, ndata = _INTERNAL.unpack_from(page, _AT)
         at = _AT + _INTERNAL.size
-        return InternalError(suberror, tuple(_U64.unpack_from(page, at + 8 * i)[0] for i in range(min(ndata, 16))))
+        return Internal(suberror, tuple(_U64.unpack_from(page, at + 8 * i)[0] for i in range(min(ndata, 16))))
     if reason == KVM_EXIT_INTR:
         return Intr()
     return Unknown(reason)
@@ -198,7 +214,7 @@ class Exit:
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"reason": self.reason, "exit": type(self.exit).__name__, "rip": self.rip}
-        d.update((f.name, getattr(self.exit, f.name)) for f in fields(self.exit))
+        d.update((f.name, getattr(self.exit, f.name)) for f in fields(self.exit) if f.compare)  # not the views
         d.update(resumed=self.resumed, wall_ns=self.wall_ns)
         return d
 
@@ -218,37 +234,17 @@ class Exit:
         return f"<table><caption>Exit</caption>{cells}</table>"
 
 
-_SUBERRORS = {
-    KVM_INTERNAL_ERROR_EMULATION: "emulation failure (KVM could not emulate the instruction)",
-    KVM_INTERNAL_ERROR_SIMUL_EX: "simultaneous exceptions",
-    KVM_INTERNAL_ERROR_DELIVERY_EV: "an exit while delivering an event",
-    KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: "unexpected hardware exit reason",
-}
-
-
 def error_for(outcome: Exit) -> errors.GuestError | None:
     """The typed error for an exit that is not a normal outcome of a run, or None when it is one."""
     e, rip = outcome.exit, outcome.rip
     if isinstance(e, Shutdown):
-        return errors.GuestShutdown(
-            f"the guest triple-faulted at rip={rip:#x}: an exception could not be delivered, not even as a "
-            f"double fault (this guest has no IDT). KVM reports KVM_EXIT_SHUTDOWN; check the guest code.", outcome)
+        return errors.GuestShutdown(rip, outcome)
     if isinstance(e, FailEntry):
-        return errors.EntryFailed(
-            f"the CPU refused to enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason {e.hardware_reason:#x}): "
-            f"the segment or control register state is invalid for the chosen mode", outcome)
-    if isinstance(e, InternalError):
-        data = " ".join(f"{d:#x}" for d in e.data)
-        hint = ""
-        if e.suberror == KVM_INTERNAL_ERROR_EMULATION:
-            hint = (" The guest probably executed from an address with no memory behind it "
-                    "(a jump outside guest RAM), or an instruction KVM cannot emulate.")
-        return errors.InternalError(
-            f"KVM internal error at rip={rip:#x}, suberror {e.suberror}: {_SUBERRORS.get(e.suberror, 'unknown')}"
-            f"{' data ' + data if data else ''}.{hint}", outcome)
-    if isinstance(e, Unknown | Intr):
-        what = f"{e.number} ({e.name})" if isinstance(e, Unknown) else "intr (a signal nobody handled)"
-        return errors.UnknownExit(
-            f"unhandled exit reason {what} at rip={rip:#x}; "
-            f"the mini VMM does not ignore exits it does not understand", outcome)
+        return errors.EntryFailed(e.hardware_reason, rip, outcome)
+    if isinstance(e, Internal):
+        return errors.InternalError(e.suberror, e.data, rip, outcome)
+    if isinstance(e, Unknown):
+        return errors.UnknownExit(e.number, e.name, rip, outcome)
+    if isinstance(e, Intr):
+        return errors.UnknownExit(None, "intr", rip, outcome)
     return None

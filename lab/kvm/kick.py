@@ -70,10 +70,18 @@ def sigint_deferred() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         if caught:
-            if callable(previous):
-                previous(*caught[0])
-            elif previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
+            # Let go of the interrupted frame before the handler raises: kept here, it would tie
+            # that frame (and whatever it holds, guest memory, a vCPU) into a cycle with the
+            # exception's traceback, freed only by a later garbage collection.
+            signum, frame = caught.pop(0)
+            caught.clear()
+            try:
+                if callable(previous):
+                    previous(signum, frame)
+                elif previous == signal.SIG_DFL:
+                    signal.raise_signal(signal.SIGINT)
+            finally:
+                del frame
 
 
 class Guard:

@@ -12,7 +12,7 @@ import errno
 import os
 
 from lab.kvm import _libc
-from lab.kvm.errors import ClosedError, IoctlError, KvmUnavailable, open_reason
+from lab.kvm.errors import ApiVersion, ClosedError, IoctlError, NotKvm, unavailable
 from lab.kvm.ioctl_numbers import (
     KVM_API_VERSION,
     KVM_CHECK_EXTENSION,
@@ -49,12 +49,13 @@ class System:
 
     def close(self) -> None:
         """Close every VM created here, then ``/dev/kvm`` itself. Idempotent."""
-        for vm in reversed(self._vms):
-            vm.close()
-        self._vms.clear()
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+        with sigint_deferred():  # a Ctrl-C while closing would leave the rest open: it waits until the end
+            for vm in reversed(self._vms):
+                vm.close()
+            self._vms.clear()
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
 
     def __enter__(self) -> System:
         return self
@@ -128,14 +129,14 @@ def open(device: str = DEVICE) -> System:  # noqa: A001 - mirrors os.open / the 
             try:
                 fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
             except OSError as exc:
-                raise KvmUnavailable(open_reason(device, exc)) from None
+                raise unavailable(device, exc) from None
             system = System(fd, device)
         try:
             api = system.api_version()
         except IoctlError as exc:
-            raise KvmUnavailable(f"{device} is not a KVM device: {exc}") from None
+            raise NotKvm(device, exc.errno or 0) from None
         if api != KVM_API_VERSION:
-            raise KvmUnavailable(f"{device} speaks KVM API {api}; this mini VMM speaks {KVM_API_VERSION}")
+            raise ApiVersion(device, api, KVM_API_VERSION)
     except BaseException:
         if system is not None:
             system.close()

@@ -3,9 +3,15 @@
 Each vCPU fd comes with a shared page, ``kvm_run``, mapped into this
 process: the kernel writes there why ``KVM_RUN`` returned (the exit reason
 and its details, decoded by :func:`lab.kvm.exits.decode`) and reads from it
-what the VMM answers. Every run is guarded (:mod:`lab.kvm.kick`): a
-watchdog deadline, Ctrl-C, and :meth:`Vcpu.kick` all get the vCPU out of
-``KVM_RUN`` at once.
+what the VMM answers. The split is kvm-ioctls' and Firecracker's:
+
+* :meth:`Vcpu.run_once` is one ``KVM_RUN``, returning the typed exit;
+* :func:`lab.kvm.bus.handle` decides what to do with it (pure);
+* :meth:`Vcpu.run_until` loops the two until an exit is for the caller.
+
+Every run is guarded (:mod:`lab.kvm.kick`), once for a whole
+``with vcpu.running(timeout_s):`` block: a watchdog deadline, Ctrl-C, and
+:meth:`Vcpu.kick` all get the vCPU out of ``KVM_RUN`` at once.
 """
 
 from __future__ import annotations
@@ -16,12 +22,11 @@ import fcntl
 import mmap
 import os
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lab.kvm import _libc, x86
-from lab.kvm.bus import Bus
-from lab.kvm.constants import KVM_CAP_GET_TSC_KHZ, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO
+from lab.kvm.bus import Bus, Stop, handle
+from lab.kvm.constants import KVM_CAP_GET_TSC_KHZ
 from lab.kvm.errors import (
     ClosedError,
     InvalidSetup,
@@ -31,7 +36,7 @@ from lab.kvm.errors import (
     RunTimeout,
     SyscallError,
 )
-from lab.kvm.exits import Exit, Intr, IoIn, IoOut, MmioRead, MmioWrite, VcpuExit, decode, error_for
+from lab.kvm.exits import Exit, Intr, IoIn, MmioRead, VcpuExit, decode, error_for
 from lab.kvm.ioctl_numbers import (
     KVM_GET_REGS,
     KVM_GET_SREGS,
@@ -42,7 +47,7 @@ from lab.kvm.ioctl_numbers import (
     KVM_SET_SIGNAL_MASK,
     KVM_SET_SREGS,
 )
-from lab.kvm.kick import KICK_SIGNAL, KICK_SIGNAL_NAME, Guard
+from lab.kvm.kick import KICK_SIGNAL, KICK_SIGNAL_NAME, Guard, sigint_deferred
 from lab.kvm.structs import RUN_UNION_OFFSET, kvm_regs, kvm_run, kvm_sregs
 
 if TYPE_CHECKING:
@@ -53,7 +58,9 @@ WATCHDOG_SIGNAL, WATCHDOG_SIGNAL_NAME = KICK_SIGNAL, KICK_SIGNAL_NAME
 MODES = x86.MODES
 
 _IMMEDIATE_EXIT = kvm_run.immediate_exit.offset
-_MMIO_DATA = RUN_UNION_OFFSET + 8
+_MMIO_DATA = RUN_UNION_OFFSET + 8  # kvm_run.mmio.data
+#: The watchdog of a run when the caller names none.
+DEFAULT_TIMEOUT_S = 5.0
 
 
 class Vcpu:
@@ -64,21 +71,14 @@ class Vcpu:
         self._fd: int | None = fd
         self.index = index
         size = vm._system.vcpu_mmap_size()
-        # The kvm_run page, shared with the kernel. The run loop reads it through
-        # memoryviews (the cheapest read from Python): as 32-bit words, word 2 is
-        # exit_reason and, for IO, the word at the union holds direction | size << 8
-        # | port << 16; for MMIO, is_write is the low byte of the word after
-        # phys_addr, data[8] and len. mmap refuses to unmap while the views live.
+        # The kvm_run page, shared with the kernel; mmap refuses to unmap while views live.
         try:
             self._page = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as exc:
             raise SyscallError("mmap", exc.errno or 0, f"the kvm_run page of vCPU {index}") from None
         self._bytes = memoryview(self._page)
-        self._words = self._bytes.cast("I")
-        self._w_reason = kvm_run.exit_reason.offset // 4
-        self._w_union = RUN_UNION_OFFSET // 4
-        self._b_mmio_write = RUN_UNION_OFFSET + 8 + 8 + 4  # x86 is little-endian: the low byte comes first
-        self._guard: Guard | None = None
+        self._session: Session | None = None
+        self._answer: tuple[int, memoryview] | None = None  # (offset in kvm_run, bytes) for the next KVM_RUN
         self.mode: str | None = None
 
     # -- lifetime
@@ -99,11 +99,11 @@ class Vcpu:
         """Unmap the ``kvm_run`` page and close the vCPU fd. Idempotent."""
         if self._fd is None:
             return
-        self._words.release()
-        self._bytes.release()
-        self._page.close()
-        fd, self._fd = self._fd, None
-        os.close(fd)
+        with sigint_deferred():  # both or neither, whenever a Ctrl-C comes
+            self._bytes.release()
+            self._page.close()
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> Vcpu:
         return self
@@ -171,174 +171,158 @@ class Vcpu:
         self.set_regs(regs)
 
     # -- running
+    @property
+    def run_page(self) -> memoryview:
+        """The ``kvm_run`` page, as bytes (for a caller's own loop, e.g. the exits benchmark's fast path)."""
+        if self.closed:
+            raise ClosedError(f"vCPU {self.index} was closed")
+        return self._bytes
+
     def kick(self) -> bool:
-        """From another thread: make a running :meth:`run` stop with :class:`RunInterrupted`; False if idle."""
-        guard = self._guard
-        if guard is None:
+        """From another thread: make a running :meth:`run_once` stop with :class:`RunInterrupted`; False if idle."""
+        session = self._session
+        if session is None:
             return False
-        guard.kick("kick")
+        session.guard.kick("kick")
         return True
 
     def _set_immediate_exit(self, value: int) -> None:
         if self._fd is not None:
             self._bytes[_IMMEDIATE_EXIT] = value
 
-    def run(self, timeout_s: float = 5.0, *, resume_out_ports: Iterable[int] = (), resume_mmio_writes: bool = False,
-            pio: Bus | None = None, mmio: Bus | None = None) -> Exit:
-        """Run the guest until an exit the caller must see, at most ``timeout_s`` seconds.
+    def running(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> Session:
+        """One guarded run of many ``KVM_RUN`` calls: ``with vcpu.running(5):`` then :meth:`run_once` in a loop.
 
-        ``resume_out_ports``: guest ``out`` to these ports is treated as a
-        write to a port with no device behind it (as QEMU does for an empty
-        port): the data is dropped and the guest resumed, without returning.
-        ``resume_mmio_writes``: the same for stores to unmapped addresses.
-        ``pio`` / ``mmio``: buses whose devices answer the port-I/O / MMIO
-        exits inside their ranges (:mod:`lab.kvm.bus`), within this one run.
-        Every exit handled on the way is counted in ``Exit.resumed``.
-
-        Returns an :class:`~lab.kvm.exits.Exit` for HLT, port I/O and MMIO;
-        raises :class:`GuestShutdown`, :class:`EntryFailed`,
-        :class:`InternalError`, :class:`UnknownExit`; :class:`RunTimeout`
-        when the deadline passes; ``KeyboardInterrupt`` (main thread) on
-        Ctrl-C; :class:`RunInterrupted` after :meth:`kick`.
+        The watchdog (``timeout_s`` for the whole block), Ctrl-C and
+        :meth:`kick` are armed once, when the block starts (:mod:`lab.kvm.kick`).
         """
-        fd = self.fd
+        _ = self.fd  # raises ClosedError once closed
         if self.mode is None:
-            raise KvmError("set the vCPU up first (vm.create_vcpu does it)")
-        if self._guard is not None:
+            raise InvalidSetup("set the vCPU up first (vm.create_vcpu does it)")
+        if self._session is not None:
             raise KvmError(f"vCPU {self.index} is already running (on another thread)")
         if not 0 < timeout_s < 1e6:
             raise InvalidSetup(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
-        ports = frozenset(resume_out_ports)
-        guard = Guard(self._set_immediate_exit, timeout_s)
-        with guard:
-            mask = guard.vcpu_mask
-            arg = (len(mask)).to_bytes(4, "little") + mask
-            _libc.ioctl(fd, KVM_SET_SIGNAL_MASK, ctypes.create_string_buffer(arg, len(arg)), what="KVM_SET_SIGNAL_MASK")
-            self._guard = guard
-            try:
-                return self._loop(fd, ports, resume_mmio_writes, pio, mmio, guard)
-            finally:
-                self._guard = None
+        return Session(self, timeout_s)
 
-    def _loop(self, fd: int, ports: frozenset[int], resume_mmio: bool, pio: Bus | None, mmio: Bus | None,
-              guard: Guard) -> Exit:
-        # KVM_RUN goes through fcntl.ioctl, not ctypes: with no argument it is a
-        # direct C call that releases the GIL (so the watchdog thread still runs)
-        # and raises OSError on failure; on EINTR it first runs Python's signal
-        # handlers (Ctrl-C raises KeyboardInterrupt right there). Measured side by
-        # side with the C loop of lab.bench.reference it costs ~2,500 fewer cycles
-        # per userspace exit than a ctypes call. Do not pass 0 explicitly:
-        # fcntl.ioctl then first tries the int as a buffer and raises and clears
-        # two TypeErrors on every call.
-        ioctl, request = fcntl.ioctl, KVM_RUN
-        words, w_reason, w_union = self._words, self._w_reason, self._w_union
-        exit_io, exit_mmio, out = KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_EXIT_IO_OUT
-        # The fast path: when the caller resumes one kind of exit, the inner loop
-        # below recognises the exact word of such an exit with two int comparisons
-        # and enters the guest again at once (measured here, an equality costs ~500
-        # cycles per exit less than a set lookup). For port I/O the word,
-        # direction | size << 8 | port << 16, is learnt from the last exit the
-        # general checks further down resumed; anything the fast path does not
-        # match falls through to them.
-        fast_reason = fast_key = fast_at = -1
-        fast_view = words
-        if resume_mmio and not ports:
-            fast_reason, fast_view, fast_at, fast_key = exit_mmio, self._bytes, self._b_mmio_write, 1
-        elif ports and not resume_mmio:
-            fast_reason, fast_at = exit_io, w_union
-        resumed = 0
+    def run_once(self) -> VcpuExit:
+        """One ``KVM_RUN``: enter the guest until it exits, and say why (:mod:`lab.kvm.exits`).
+
+        Inside ``with vcpu.running(timeout_s):`` the run's watchdog applies;
+        called alone, it arms one for this call (:data:`DEFAULT_TIMEOUT_S`).
+        The ``data`` of an :class:`~lab.kvm.exits.IoIn` or
+        :class:`~lab.kvm.exits.MmioRead` is the writable answer for the guest,
+        valid until the next call. Raises :class:`RunTimeout` when the
+        deadline passes, ``KeyboardInterrupt`` (main thread) on Ctrl-C,
+        :class:`RunInterrupted` after :meth:`kick`, :class:`IoctlError` when
+        ``KVM_RUN`` itself fails.
+        """
+        session = self._session
+        if session is None:
+            with self.running() as session:
+                return self.run_once()
+        fd = self.fd
+        if self._answer is not None:  # what the device wrote into the last IoIn/MmioRead, for the guest
+            at, answer = self._answer
+            self._bytes[at:at + len(answer)] = answer
+            self._answer = None
         while True:
             try:
-                ioctl(fd, request)
-                while fast_view[fast_at] == fast_key and words[w_reason] == fast_reason:
-                    resumed += 1
-                    ioctl(fd, request)
+                # fcntl.ioctl, not ctypes: with no argument it is a direct C call that
+                # releases the GIL (so the watchdog thread still runs) and, on EINTR,
+                # first runs Python's signal handlers (Ctrl-C raises KeyboardInterrupt
+                # right here). Do not pass 0: fcntl.ioctl would first try the int as a
+                # buffer and raise and clear two TypeErrors on every call.
+                fcntl.ioctl(fd, KVM_RUN)
             except OSError as exc:
-                self._interrupted(exc, guard, resumed)
+                session.interrupted(exc)
                 continue
-            reason = words[w_reason]
-            if reason == exit_io:
-                io = words[w_union]
-                if io & 0xFF == out and io >> 16 in ports:
-                    resumed += 1
-                    if fast_reason == exit_io:
-                        fast_key = io
-                    continue
-                if pio is not None and self._serve(pio, decode(self._bytes)):
-                    resumed += 1
-                    continue
-            elif reason == exit_mmio:
-                if resume_mmio and self._bytes[self._b_mmio_write]:
-                    resumed += 1
-                    continue
-                if mmio is not None and self._serve(mmio, decode(self._bytes)):
-                    resumed += 1
-                    continue
-            return self._stop(decode(self._bytes), resumed, guard)
+            exit_ = decode(self._bytes)
+            if isinstance(exit_, IoIn | MmioRead):  # its answer goes into the page before the next KVM_RUN
+                self._answer = (exit_.data_offset if isinstance(exit_, IoIn) else _MMIO_DATA, exit_.data)
+            return exit_
 
-    def _interrupted(self, exc: OSError, guard: Guard, resumed: int) -> None:
-        """``KVM_RUN`` failed: resume after a harmless signal, else raise what stopped it."""
+    def run_until(self, timeout_s: float = DEFAULT_TIMEOUT_S, *, pio: Bus | None = None,
+                  mmio: Bus | None = None) -> Exit:
+        """Run the guest until an exit no device handles, at most ``timeout_s`` seconds in all.
+
+        ``pio`` / ``mmio``: buses whose devices answer the port-I/O / MMIO
+        exits inside their ranges (:func:`lab.kvm.bus.handle`); each such exit
+        is counted in ``Exit.resumed`` and the guest resumed.
+
+        Returns an :class:`~lab.kvm.exits.Exit` for ``hlt`` and for I/O and MMIO
+        outside every range; raises the errors of
+        :func:`~lab.kvm.exits.error_for` (:class:`GuestShutdown`,
+        :class:`EntryFailed`, :class:`InternalError`, :class:`UnknownExit`) and
+        those of :meth:`run_once`.
+        """
+        with self.running(timeout_s) as session:
+            while True:
+                outcome = handle(self.run_once(), pio, mmio)
+                if isinstance(outcome, Stop):
+                    return session.stop(outcome.exit)
+                session.handled += 1
+
+    def run(self, timeout_s: float = DEFAULT_TIMEOUT_S, *, pio: Bus | None = None, mmio: Bus | None = None) -> Exit:
+        """Compatibility name of :meth:`run_until`, which the chapters call (remove in the thin-book issue)."""
+        return self.run_until(timeout_s, pio=pio, mmio=mmio)
+
+
+class Session:
+    """One guarded run of a vCPU (see :meth:`Vcpu.running`): the :class:`~lab.kvm.kick.Guard`,
+    the exits handled so far, and what ends the run."""
+
+    def __init__(self, vcpu: Vcpu, timeout_s: float) -> None:
+        self.vcpu = vcpu
+        self.guard = Guard(vcpu._set_immediate_exit, timeout_s)
+        self.handled = 0  #: exits handled without ending the run (``Exit.resumed``)
+
+    def __enter__(self) -> Session:
+        # Armed whole or not at all: a Ctrl-C is held back until the guard is armed and the
+        # mask set, then (raised here, where no with statement would call __exit__) disarms.
+        vcpu, guard, armed = self.vcpu, self.guard, False
+        try:
+            with sigint_deferred():
+                guard.__enter__()
+                armed = True
+                mask = guard.vcpu_mask
+                arg = (len(mask)).to_bytes(4, "little") + mask
+                _libc.ioctl(vcpu.fd, KVM_SET_SIGNAL_MASK, ctypes.create_string_buffer(arg, len(arg)),
+                            what="KVM_SET_SIGNAL_MASK")
+                vcpu._session = self
+        except BaseException:
+            vcpu._session = None
+            if armed:
+                guard.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.vcpu._session = None
+        self.guard.__exit__()
+
+    def interrupted(self, exc: OSError) -> None:
+        """``KVM_RUN`` failed with ``exc``: return to retry after a harmless signal, else raise what stopped it."""
         err = exc.errno or 0
         if err not in (errno.EINTR, errno.EAGAIN):
             raise IoctlError("KVM_RUN", err) from None
-        cause = guard.after_eintr()
+        cause = self.guard.after_eintr()
         if cause == "timeout":
-            raise RunTimeout(
-                f"the guest did not exit within {guard.timeout_s:g} s (rip={self.get_regs().rip:#x}, {resumed} "
-                f"exits handled on the way); the watchdog stopped KVM_RUN. Does the guest end with hlt?",
-                self._outcome(Intr(), resumed, guard)) from None
+            outcome = self.outcome(Intr())
+            raise RunTimeout(self.guard.timeout_s, outcome.rip, self.handled, outcome) from None
         if cause == "kick":
-            raise RunInterrupted(f"vCPU {self.index} was kicked out of KVM_RUN by another thread "
-                                 f"({resumed} exits handled on the way)", self._outcome(Intr(), resumed, guard))
+            raise RunInterrupted(self.vcpu.index, self.handled, self.outcome(Intr()))
         # A signal whose Python handler did not raise (on the main thread, fcntl.ioctl
         # has already run it): resume the guest.
 
-    def _outcome(self, exit_: VcpuExit, resumed: int, guard: Guard) -> Exit:
-        return Exit(exit_, self.get_regs().rip, resumed, time.perf_counter_ns() - guard.start_ns)
+    def outcome(self, exit_: VcpuExit) -> Exit:
+        """The record of the run ending at ``exit_`` (reads ``rip``)."""
+        return Exit(exit_, self.vcpu.get_regs().rip, self.handled, time.perf_counter_ns() - self.guard.start_ns)
 
-    def _stop(self, exit_: VcpuExit, resumed: int, guard: Guard) -> Exit:
-        """The run ends at ``exit_``: return it, or raise it when it is not a normal outcome."""
-        outcome = self._outcome(exit_, resumed, guard)
+    def stop(self, exit_: VcpuExit) -> Exit:
+        """The run ends at ``exit_``: its record, or the typed error when it is not a normal outcome."""
+        outcome = self.outcome(exit_)
         error = error_for(outcome)
         if error is not None:
             raise error
         return outcome
-
-    def _serve(self, bus: Bus, e: VcpuExit) -> bool:
-        """Give an I/O or MMIO exit to the device on ``bus`` that covers it; False when none does."""
-        if isinstance(e, IoOut | IoIn):
-            r = bus.find(e.port, e.size)
-            if r is None:
-                return False
-            offset, size = e.port - r.base, e.size
-            if isinstance(e, IoOut):
-                for i in range(e.count):
-                    r.device.write(offset, e.data[i * size:(i + 1) * size])
-                return True
-            answer = bytearray(size * e.count)
-            view = memoryview(answer)
-            for i in range(e.count):
-                r.device.read(offset, view[i * size:(i + 1) * size])
-            view.release()
-            self._answer(e.data_offset, answer)
-            return True
-        if isinstance(e, MmioWrite):
-            r = bus.find(e.address, len(e.data))
-            if r is not None:
-                r.device.write(e.address - r.base, e.data)
-            return r is not None
-        if isinstance(e, MmioRead):
-            r = bus.find(e.address, e.size)
-            if r is None:
-                return False
-            answer = bytearray(e.size)
-            r.device.read(e.address - r.base, memoryview(answer))
-            self._answer(_MMIO_DATA, answer)
-            return True
-        return False
-
-    def _answer(self, at: int, data: bytearray) -> None:
-        """Write what the guest reads into the ``kvm_run`` page (KVM copies it on the next ``KVM_RUN``)."""
-        if at < 0 or at + len(data) > len(self._bytes):
-            raise KvmError(f"kvm_run: answer at [{at:#x}, {at + len(data):#x}) lies outside the page")
-        self._bytes[at:at + len(data)] = data

@@ -164,6 +164,10 @@ class Vm:
         Raises :class:`MemoryInUse` (after closing everything else) when views
         of guest memory are still alive; that memory stays mapped until they go.
         """
+        with sigint_deferred():  # a Ctrl-C while closing would leave the rest open: it waits until the end
+            self._close()
+
+    def _close(self) -> None:
         if self._fd is None:
             return
         for vcpu in reversed(self._vcpus):
@@ -207,17 +211,18 @@ class Vm:
                     f"[{guest_addr:#x}, {guest_addr + size:#x}) overlaps slot {s.slot} "
                     f"[{s.guest_addr:#x}, {s.end:#x}); choose a free range"
                 )
-        memory = GuestMemory.anonymous(size, base=guest_addr)
-        slot = MemorySlot(len(self.slots), guest_addr, size, memory)
-        region = kvm_userspace_memory_region(slot=slot.slot, flags=0, guest_phys_addr=guest_addr,
-                                             memory_size=size, userspace_addr=slot.host_addr)
-        try:
-            _libc.ioctl(fd, KVM_SET_USER_MEMORY_REGION, region, what="KVM_SET_USER_MEMORY_REGION",
-                        detail=f"KVM refused memory slot [{guest_addr:#x}, {guest_addr + size:#x})")
-        except BaseException:
-            memory.close()
-            raise
-        self.slots.append(slot)
+        with sigint_deferred():  # the mapping is a slot of this VM before a Ctrl-C can strike
+            memory = GuestMemory.anonymous(size, base=guest_addr)
+            slot = MemorySlot(len(self.slots), guest_addr, size, memory)
+            region = kvm_userspace_memory_region(slot=slot.slot, flags=0, guest_phys_addr=guest_addr,
+                                                 memory_size=size, userspace_addr=slot.host_addr)
+            try:
+                _libc.ioctl(fd, KVM_SET_USER_MEMORY_REGION, region, what="KVM_SET_USER_MEMORY_REGION",
+                            detail=f"KVM refused memory slot [{guest_addr:#x}, {guest_addr + size:#x})")
+            except BaseException:
+                memory.close()
+                raise
+            self.slots.append(slot)
         return slot
 
     def has_memory(self, addr: int, length: int = 1) -> bool:
