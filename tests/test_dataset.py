@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -188,7 +189,8 @@ def test_the_executed_vmexit_chapter_quotes_only_the_chosen_host(synthetic_roots
                                  or data.get("application/papermill.record/text/plain", ""))
     exits = pages.data("vmexit", root).get("exits", mode="protected32").set_index("kind")
     assert glued["rec_host"] == chosen
-    for kind in ("loop", "cpuid", "pio_user", "pio_ioeventfd"):
-        assert float(glued[f"rec_{kind}"]) == pytest.approx(float(exits.loc[kind, "cycles_per_exit"]))
     text = " ".join(v for k, v in glued.items() if not k.startswith("pub_"))
+    quoted = set(re.findall(r"\d[\d,]*(?:\.\d+)?", text))
+    for kind in ("loop", "cpuid", "pio_user", "pio_ioeventfd"):
+        assert f"{float(exits.loc[kind, 'cycles_per_exit']):,.0f}" in quoted, (kind, sorted(quoted))
     assert chosen in text and other not in text

@@ -233,16 +233,42 @@ def benchmark():
 def io_run():
     live.run_io("virtio_ioeventfd", 64, 64, 8, timeout_s=30)
 
+# One run of the body without a Ctrl-C, sampled from another thread: for each phase, the moments
+# (seconds after the body's start) at which the main thread was seen in it, and the body's duration.
+# The strikes below aim at these moments, so every phase is reached on a fast host and on a slow one
+# (under QEMU TCG creating a VM alone takes longer than a whole run does natively).
+def moments_seen(body):
+    seen, done = {}, threading.Event()
+    t0 = time.monotonic()
+    def sample():
+        while not done.is_set():
+            seen.setdefault(phase_of(sys._current_frames()[main]), []).append(time.monotonic() - t0)
+            time.sleep(0.0001)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        body()
+    finally:
+        done.set()
+        sampler.join()
+    return seen, time.monotonic() - t0
+
 random.seed(1)
 main = threading.main_thread().ident
+aims = {body: moments_seen(body) for body in (benchmark, io_run)}
 leaks, other, hits, interrupted = [], [], Counter(), 0
 for i in range(300):
-    body, longest = (benchmark, 0.004) if i % 2 == 0 else (io_run, 0.006)
+    body = benchmark if i % 2 == 0 else io_run
+    seen, duration = aims[body]
+    # One strike in three at any moment of the body, the others at a moment where a phase was seen, phase by phase.
+    phases = sorted(seen)
+    at = (random.uniform(0, duration) if i % 3 == 0
+          else random.choice(seen[phases[(i // 3) % len(phases)]]))
     before = state()
     def strike():
         hits[phase_of(sys._current_frames()[main])] += 1
         os.kill(os.getpid(), signal.SIGINT)
-    timer = threading.Timer(random.uniform(0, longest), strike)
+    timer = threading.Timer(at, strike)
     try:
         try:
             timer.start()  # on a busy machine the signal may land before start() returns
@@ -268,7 +294,8 @@ PHASES = ("VM creation", "vCPU creation", "run", "I/O worker")
 
 def test_ctrl_c_at_any_moment_leaks_nothing():
     """Ctrl-C 300 times at random moments of a benchmark and of an I/O run with its vhost worker thread
-    (opening /dev/kvm, creating the VM and the vCPU, arming the watchdog, running): every time a
+    (opening /dev/kvm, creating the VM and the vCPU, arming the watchdog, running), the moments drawn from
+    where one unbroken run of each was seen to spend its time: every time a
     KeyboardInterrupt and nothing else, and no fd, thread or mapping left behind (each resource is its
     owner's before a Ctrl-C can strike: kick.sigint_deferred; an ioctl interrupted by the signal runs
     Python's handler, then is made again: _libc.ioctl). The phases hit are printed, and each is hit."""
