@@ -228,7 +228,7 @@ def phase_of(frame):
     return "other"
 
 def benchmark():
-    exits.run(["pio_user"], repeat=3, iterations=2000)
+    exits.run(["pio_user"], repeat=1, iterations=200)
 
 def io_run():
     live.run_io("virtio_ioeventfd", 64, 64, 8, timeout_s=30)
