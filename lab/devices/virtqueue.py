@@ -171,7 +171,7 @@ def read_descriptor(mem: GuestMemory, layout: Layout, index: int) -> Descriptor:
     """
     if not 0 <= index < layout.size:
         raise DescriptorIndexOutOfRange(index, layout.size)
-    return Descriptor(index, *_DESC.unpack(mem.read(layout.desc + DESC_SIZE * index, DESC_SIZE, "descriptor")))
+    return Descriptor(index, *mem.unpack(_DESC, layout.desc + DESC_SIZE * index, "descriptor"))
 
 
 def write_descriptor(mem: GuestMemory, layout: Layout, index: int, addr: int, length: int, flags: int,
@@ -179,12 +179,12 @@ def write_descriptor(mem: GuestMemory, layout: Layout, index: int, addr: int, le
     """Write entry ``index`` of the descriptor table (the driver's part; tests use it to break rules)."""
     if not 0 <= index < layout.size:
         raise DescriptorIndexOutOfRange(index, layout.size)
-    mem.write(layout.desc + DESC_SIZE * index, _DESC.pack(addr, length, flags, nxt), "descriptor")
+    mem.pack(_DESC, layout.desc + DESC_SIZE * index, addr, length, flags, nxt, what="descriptor")
 
 
 def read_used_elem(mem: GuestMemory, layout: Layout, slot: int) -> tuple[int, int]:
     """Slot ``slot`` of the used ring: ``(id, len)``, the head of a returned chain and the bytes written."""
-    head, written = _USED_ELEM.unpack(mem.read(layout.used + 4 + _USED_ELEM.size * slot, _USED_ELEM.size))
+    head, written = mem.unpack(_USED_ELEM, layout.used + 4 + _USED_ELEM.size * slot, "used.ring")
     return head, written
 
 
@@ -241,12 +241,12 @@ class DeviceQueue:
         descs: list[Descriptor] = []
         seen: set[int] = set()
         index = head
-        mem = self.mem
+        mem, layout = self.mem, self.layout
         while True:
-            if index in seen or len(descs) >= self.layout.size:
+            if index in seen or len(descs) >= layout.size:
                 raise ChainLoop(head, [d.index for d in descs] + [index])
             seen.add(index)
-            d = self.descriptor(index)
+            d = read_descriptor(mem, layout, index)
             if d.flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE):
                 if d.flags & VIRTQ_DESC_F_INDIRECT:
                     raise IndirectNotOffered(index)
@@ -283,8 +283,10 @@ class DeviceQueue:
     def read_chain(self, chain: Chain) -> bytes:
         """The device-readable bytes of a chain, copied out of guest memory (a copy: the driver may reuse
         the buffer as soon as the chain is used)."""
-        return b"".join(self.mem.read(d.addr, d.len, f"descriptor {d.index}")
-                        for d in chain.descriptors if not d.flags & VIRTQ_DESC_F_WRITE)
+        parts = [d for d in chain.descriptors if not d.flags & VIRTQ_DESC_F_WRITE]
+        if len(parts) == 1:  # the common case, without joining
+            return self.mem.read(parts[0].addr, parts[0].len, "descriptor")
+        return b"".join(self.mem.read(d.addr, d.len, f"descriptor {d.index}") for d in parts)
 
     # -- notifications (kicks) from the driver ---------------------------------------------------
 
@@ -323,7 +325,7 @@ class DeviceQueue:
     def push_used(self, head: int, written: int = 0) -> None:
         """Put ``head`` into the used ring; ``used.idx`` is not published yet (see :meth:`publish`)."""
         slot = self.used_idx % self.layout.size
-        self.mem.write(self.layout.used + 4 + _USED_ELEM.size * slot, _USED_ELEM.pack(head, written), "used.ring")
+        self.mem.pack(_USED_ELEM, self.layout.used + 4 + _USED_ELEM.size * slot, head, written, what="used.ring")
         self.used_idx = (self.used_idx + 1) & 0xFFFF
 
     def publish(self) -> None:
