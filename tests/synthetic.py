@@ -123,7 +123,7 @@ def _tour_rows(profile: str) -> list[dict[str, Any]]:
 def _io_rows(profile: str, scale: float) -> list[dict[str, Any]]:
     rows = []
     for batch in _BATCHES:
-        for mode in bench_io.MODES:
+        for mode in bench_io.IO_MODES:
             exits_per = {"hvm": 17.0, "pv": 1.0, "virtio": 1.0 / batch, "virtio_ioeventfd": 0.0}[mode]
             rate = _io_rate(profile, mode, batch) * scale
             cycles = 2_100_000_000 / rate

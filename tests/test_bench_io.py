@@ -64,7 +64,7 @@ def test_bad_mode_in_a_recording_is_a_load_error(tmp_path):
 def test_wide_table_puts_modes_side_by_side():
     wide = bench_io.wide_table(_fake_results())
     assert list(wide.index) == [(64, 1), (64, 8)]  # the error row is left out
-    assert list(wide.columns.get_level_values(1)[:4]) == list(bench_io.MODES)
+    assert list(wide.columns.get_level_values(1)[:len(bench_io.MODES)]) == list(bench_io.MODES)
     assert wide.loc[(64, 8), ("exits_per_request", "virtio")] == pytest.approx(1 / 8)
     assert wide.loc[(64, 1), ("exits_per_request", "hvm")] == 17
 
@@ -94,9 +94,27 @@ def test_cli_json():
                           "--batches", "4", "--sizes", "8"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    assert {r["kind"] for r in rows} == set(bench_io.MODES)
+    assert {r["kind"] for r in rows} == set(bench_io.IO_MODES)
     for r in rows:
         assert r["status"] == "ok" and r["batch"] == 4 and r["size"] == 8
         assert {"exits_per_request", "requests_per_s", "bytes_per_s", "cycles_per_exit"} <= set(r)
     frame = pd.DataFrame(rows).set_index("kind")
     assert frame.loc["hvm", "exits_per_request"] == 3 and frame.loc["virtio_ioeventfd", "exits_per_request"] == 0
+
+
+@pytest.mark.kvm
+def test_notify_benchmark_counts_the_kicks_of_each_suppression():
+    """The notify benchmark runs the ioeventfd paths with and without suppression: no exit to userspace on
+    any, one kick per batch without suppression, never more than that with it."""
+    out = subprocess.run([sys.executable, "-m", "lab", "bench", "notify", "--json", "--repeat", "2", "--count", "64",
+                          "--batches", "1,8", "--sizes", "16"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["kind"] for r in rows} == set(bench_io.NOTIFY_MODES)
+    for r in rows:
+        assert r["status"] == "ok" and r["exits_per_request"] == 0, r
+        batches = -(-64 // r["batch"])
+        if r["kind"] == "virtio_ioeventfd":
+            assert r["kicks_per_run"] == batches
+        else:
+            assert 1 <= r["kicks_per_run"] <= batches

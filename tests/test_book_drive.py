@@ -12,9 +12,10 @@ from lab.book import kvm as book_kvm
 from lab.book.exits_view import Floor, Measurement, SideBySide
 from lab.book.virtio_view import Paths, ring_view
 from lab.book.walk import Walk, hypercall_words
+from lab.devices.driver import DriverQueue
 from lab.devices.memory import GuestMemory
 from lab.devices.models import VirtioDevice
-from lab.devices.virtqueue import DriverQueue, Layout
+from lab.devices.virtqueue import Layout
 from lab.paths import REPO_ROOT
 
 CHAPTERS = ["chapters/kvm/kvm.md", "chapters/kvm/vmexit.md", "chapters/io/virtio.md"]
@@ -79,8 +80,9 @@ def test_every_error_code_has_a_japanese_message():
 
 
 def _broken_queue(build):
+    from lab.devices.driver import DriverQueue
     from lab.devices.memory import GuestMemory
-    from lab.devices.virtqueue import DeviceQueue, DriverQueue, Layout
+    from lab.devices.virtqueue import DeviceQueue, Layout
 
     mem = GuestMemory(bytearray(0x10000))
     layout = Layout.contiguous(0x1000, 8)

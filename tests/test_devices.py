@@ -8,6 +8,7 @@ import pytest
 
 from lab import kvm
 from lab.devices import abi, guests, virtqueue
+from lab.devices.driver import DriverQueue
 from lab.devices.memory import GuestMemory, GuestMemoryError
 from lab.devices.models import EmulatedDevice, PVDevice, VirtioDevice, expected_checksum
 from lab.devices.sim import simulate
@@ -15,13 +16,12 @@ from lab.devices.virtqueue import (
     VIRTQ_DESC_F_INDIRECT,
     VIRTQ_DESC_F_NEXT,
     DeviceQueue,
-    DriverQueue,
     Layout,
     VirtqueueError,
 )
 from lab.kvm.bus import handle
 
-MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
+MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd", "virtio_no_notify", "virtio_event_idx")
 QSIZE = 8
 
 
@@ -325,6 +325,9 @@ def test_every_mode_moves_the_same_bytes_and_exits_follow_the_model(size, batch,
     assert runs["virtio"].exits == runs["virtio"].kicks == kicks
     assert runs["virtio_ioeventfd"].exits == 0
     assert runs["virtio_ioeventfd"].eventfd_kicks == kicks
+    for mode in ("virtio_no_notify", "virtio_event_idx"):  # how many kicks depends on how busy the device was
+        r = runs[mode]
+        assert r.exits == 0 and r.eventfd_kicks == r.kicks and 1 <= r.kicks <= kicks, (mode, r.kicks)
 
 
 def test_bad_parameters_are_refused_with_the_rule():

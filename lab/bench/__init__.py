@@ -8,7 +8,8 @@ The shared machinery (statistics, provenance, progress, recording) is in
 :mod:`lab.bench.harness`.
 
 * :mod:`lab.bench.exits` - what one VMExit costs, per kind;
-* :mod:`lab.bench.io` - the same requests through an emulated, a PV and a virtio device;
+* :mod:`lab.bench.io` - the same requests through an emulated, a PV and a virtio device (``io``), and
+  through virtio over ioeventfd with and without kick suppression (``notify``);
 * :mod:`lab.bench.tour` - the KVM chapter's step-by-step walk, recorded;
 * :mod:`lab.bench.reference` - the same guest bytes under this Python VMM and a C VMM;
 * :mod:`lab.bench.native` - the guest's empty loop run natively on the host;

@@ -28,10 +28,11 @@ from lab.book.backend import backend_ja, backend_short
 from lab.book.vmm_words import say
 from lab.book.widgets import Switchable
 from lab.datapackage import DataError
+from lab.devices.driver import DriverQueue
 from lab.devices.memory import DeviceError, GuestMemory
 from lab.devices.models import VirtioDevice
 from lab.devices.sim import simulate
-from lab.devices.virtqueue import VIRTQ_DESC_F_NEXT, DriverQueue, Layout, read_descriptor, read_used_elem
+from lab.devices.virtqueue import VIRTQ_DESC_F_NEXT, Layout, read_descriptor, read_used_elem
 from lab.kvm.errors import Coded
 
 #: Display names of the benchmark modes (Japanese figures) and the tab each belongs to.

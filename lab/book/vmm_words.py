@@ -97,6 +97,10 @@ MESSAGES_JA: dict[str, Callable[[Params], str]] = {
         f"{p['handled']} 回)。見張り役(watchdog)が KVM_RUN を止めた。ゲストは hlt で終わっているか?"),
     "run.kicked": lambda p: (
         f"vCPU {p['vcpu']} は別のスレッドに KVM_RUN から蹴り出された(途中で処理した exit {p['handled']} 回)。"),
+    # lab.devices: the ring's memory fences
+    "ordering.no_libatomic": lambda p: (
+        f"virtqueue のメモリバリアに使う GCC の libatomic を読み込めない({p['library']}: {p['error']})。"
+        "apt-get install libatomic1 で入れる。"),
     # lab.devices: the virtqueue rules
     "virtqueue.error": _detail("virtqueue の規則に反している"),
     "virtqueue.size": lambda p: f"キューの大きさ {p['size']} が、1 から {p['max']} までの 2 のべき乗ではない",

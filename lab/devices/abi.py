@@ -36,6 +36,8 @@ VQ_DESC = 0x10000
 VQ_AVAIL = 0x11000
 VQ_USED = 0x12000
 QUEUE_SIZE = 256
+VQ_USED_EVENT = VQ_AVAIL + 4 + 2 * QUEUE_SIZE   #: avail ring's last field, written by the driver
+VQ_AVAIL_EVENT = VQ_USED + 4 + 8 * QUEUE_SIZE   #: used ring's last field, written by the device
 DATA = 0x20000
 
 # --- parameter block: offsets from PARAMS (u32 unless noted) ---------------------------------
@@ -48,7 +50,9 @@ P_TSC_END = 24     #: out: u64 rdtsc after the last request
 P_DONE = 32        #: out: requests the guest saw completed
 P_ERRORS = 36      #: out: requests the device answered with an error status
 P_KICKS = 40       #: out: notifications the guest made (virtio)
-PARAMS_SIZE = 48
+P_EVENT_IDX = 44   #: in: 1 when VIRTIO_F_EVENT_IDX is negotiated (kick by avail_event), else 0 (by used.flags)
+P_KICKED_IDX = 48  #: the guest's own: avail.idx when it last decided whether to kick
+PARAMS_SIZE = 52
 
 # --- PV request record (offsets from PV_RECORD) -----------------------------------------------
 R_ADDR = 0     #: u64 guest-physical address of the data

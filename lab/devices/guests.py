@@ -15,6 +15,18 @@ listing format as the other guests; a test re-assembles them with GNU as).
   available ring, one store of ``avail.idx``, one ``out`` to the notify port,
   then wait (reading memory, no exit) until ``used.idx`` catches up. The same
   code serves the ioeventfd variant: there the ``out`` never leaves the kernel.
+* :data:`VIRTIO_STREAM` - the same descriptors, but the guest does not wait
+  for each batch: it goes on filling while a descriptor is free, and kicks
+  only when the device asked for it, by ``VIRTQ_USED_F_NO_NOTIFY`` in
+  ``used.flags`` or, with ``VIRTIO_F_EVENT_IDX`` (``P_EVENT_IDX`` = 1), by the
+  ``vring_need_event`` test on ``avail_event``. A device that polls while busy
+  can only be left unkicked by a driver that adds while it is busy.
+
+The guests are x86 code and rely on x86's ordering, said where it matters:
+loads are not reordered with other loads (reading ``used.idx`` first is an
+acquire), stores not with other stores (storing ``avail.idx`` last is a
+release), but a load may pass an earlier store, so ``mfence`` stands between
+publishing ``avail.idx`` and reading the device's setting.
 """
 
 from __future__ import annotations
@@ -27,10 +39,12 @@ from lab.guests.asm import (
     add_imm8,
     and_imm32,
     cmp16,
+    cmp_imm,
     cmp_imm8,
     inc_mem,
     jump,
     load,
+    load16,
     shift,
     store,
     store16,
@@ -115,6 +129,24 @@ PV = _program("io_pv", [
 ], "PV: one port write per request, carrying the address of {addr, len, status}")
 
 
+def _descriptor(comment_slot: str) -> list[Item]:
+    """Descriptor ``ebp % QUEUE_SIZE`` for the request at esi, its head in the ring; esi to the next request."""
+    return [
+        asm.op("mov", "ebx", "ebp"),
+        and_imm32("ebx", abi.QUEUE_SIZE - 1, comment_slot),
+        asm.op("mov", "eax", "ebx"),
+        shift("shl", "eax", 4, "eax = slot * 16 (descriptor offset)"),
+        store(abi.VQ_DESC, "esi", "desc.addr = this request's data", base="eax"),
+        store_imm(abi.VQ_DESC + 4, 0, "desc.addr, upper half", base="eax"),
+        load("edx", P + abi.P_SIZE),
+        store(abi.VQ_DESC + 8, "edx", "desc.len = size", base="eax"),
+        store_imm(abi.VQ_DESC + 12, 0, "desc.flags = 0, desc.next = 0", base="eax"),
+        store16_indexed(abi.VQ_AVAIL + 4, "ebx", "bx", "avail.ring[slot] = descriptor slot"),
+        asm.op("add", "esi", "edx", "esi -> next request's data"),
+    ]
+
+
+
 VIRTIO = _program("io_virtio", [
     *_start("esi -> payload"),
     asm.op("xor", "ebp", "ebp", "ebp = avail.idx (free-running)"),
@@ -128,17 +160,7 @@ VIRTIO = _program("io_virtio", [
     Label("fill"),
     asm.op("sub", "edi", "ecx"),
     Label("fill_one"),
-    asm.op("mov", "ebx", "ebp"),
-    and_imm32("ebx", abi.QUEUE_SIZE - 1, "slot = idx % queue size"),
-    asm.op("mov", "eax", "ebx"),
-    shift("shl", "eax", 4, "eax = slot * 16 (descriptor offset)"),
-    store(abi.VQ_DESC, "esi", "desc.addr = this request's data", base="eax"),
-    store_imm(abi.VQ_DESC + 4, 0, "desc.addr, upper half", base="eax"),
-    load("edx", P + abi.P_SIZE),
-    store(abi.VQ_DESC + 8, "edx", "desc.len = size", base="eax"),
-    store_imm(abi.VQ_DESC + 12, 0, "desc.flags = 0, desc.next = 0", base="eax"),
-    store16_indexed(abi.VQ_AVAIL + 4, "ebx", "bx", "avail.ring[slot] = descriptor slot"),
-    asm.op("add", "esi", "edx", "esi -> next request's data"),
+    *_descriptor("slot = idx % queue size"),
     asm.inc_dec("inc", "ebp"),
     asm.inc_dec("dec", "ecx"),
     jump("jnz", "fill_one"),
@@ -157,15 +179,83 @@ VIRTIO = _program("io_virtio", [
     *_HALT,
 ], "virtio: a batch of descriptors, one store of avail.idx, one notification per batch")
 
-PROGRAMS = {"hvm": HVM, "pv": PV, "virtio": VIRTIO}
+
+
+VIRTIO_STREAM = _program("io_virtio_stream", [
+    *_start("esi -> payload"),
+    asm.op("xor", "ebp", "ebp", "ebp = avail.idx (free-running)"),
+    Label("next_batch"),
+    asm.op("test", "edi", "edi"),
+    jump("jz", "drain"),
+    load("ecx", P + abi.P_BATCH, "ecx = batch size"),
+    asm.op("cmp", "ecx", "edi"),
+    jump("jbe", "fill"),
+    asm.op("mov", "ecx", "edi", "the last batch may be shorter"),
+    Label("fill"),
+    asm.op("sub", "edi", "ecx"),
+    Label("fill_one"),
+    load16("eax", abi.VQ_USED + 2, "eax = used.idx (a load: x86 keeps it before the loads after it)"),
+    asm.op("mov", "edx", "ebp"),
+    asm.op("sub", "edx", "eax"),
+    and_imm32("edx", 0xFFFF, "edx = requests the device still holds"),
+    cmp_imm("edx", abi.QUEUE_SIZE),
+    jump("jb", "slot_free", "is the descriptor of this slot back?"),
+    asm.simple(*asm.PAUSE, comment="no: the queue is full, wait reading memory (no exit)"),
+    jump("jmp", "fill_one"),
+    Label("slot_free"),
+    *_descriptor("slot = idx % queue size"),
+    asm.inc_dec("inc", "ebp"),
+    asm.inc_dec("dec", "ecx"),
+    jump("jnz", "fill_one"),
+    store16(abi.VQ_AVAIL + 2, "bp", "publish the batch: avail.idx (x86 keeps stores in order: after the ring)"),
+    asm.simple(*asm.MFENCE, comment="avail.idx visible before the device's setting is read"),
+    load("ecx", P + abi.P_KICKED_IDX, "ecx = avail.idx at the last decision (old)"),
+    store(P + abi.P_KICKED_IDX, "ebp"),
+    load("eax", P + abi.P_EVENT_IDX, "EVENT_IDX negotiated?"),
+    asm.op("test", "eax", "eax"),
+    jump("jnz", "event_idx"),
+    load16("eax", abi.VQ_USED, "eax = used.flags"),
+    asm.simple(*asm.TEST_AL_1, comment="VIRTQ_USED_F_NO_NOTIFY set?"),
+    jump("jnz", "next_batch", "yes: the device is polling, no kick"),
+    jump("jmp", "kick"),
+    Label("event_idx"),
+    load16("eax", abi.VQ_AVAIL_EVENT, "eax = avail_event"),
+    asm.op("mov", "edx", "ebp"),
+    asm.op("sub", "edx", "eax"),
+    asm.inc_dec("dec", "edx"),
+    and_imm32("edx", 0xFFFF, "edx = (new - avail_event - 1) mod 2^16"),
+    asm.op("mov", "ebx", "ebp"),
+    asm.op("sub", "ebx", "ecx"),
+    and_imm32("ebx", 0xFFFF, "ebx = (new - old) mod 2^16"),
+    asm.op("cmp", "edx", "ebx", "vring_need_event: did avail.idx pass avail_event?"),
+    jump("jae", "next_batch", "no: no kick"),
+    Label("kick"),
+    asm.mov_dx_imm16(abi.VIRTIO_NOTIFY, "protected32", "notify port"),
+    asm.op("xor", "eax", "eax", "queue 0"),
+    asm.simple(*asm.OUT_DX_AX, comment="exit (into KVM, to the ioeventfd): the kick"),
+    inc_mem(P + abi.P_KICKS),
+    jump("jmp", "next_batch"),
+    Label("drain"),
+    cmp16(abi.VQ_USED + 2, "bp", "used.idx caught up with avail.idx?"),
+    jump("jz", "finish"),
+    asm.simple(*asm.PAUSE, comment="no: spin, reading memory (no exit)"),
+    jump("jmp", "drain"),
+    *_FINISH,
+    store(P + abi.P_DONE, "ebp", "requests done"),
+    *_HALT,
+], "virtio without waiting per batch: fill while a descriptor is free, kick only when the device asks")
+
+#: The guest program of each kind of path (:data:`lab.devices.live.PATHS` says which mode runs which).
+PROGRAMS = {"hvm": HVM, "pv": PV, "virtio": VIRTIO, "virtio_stream": VIRTIO_STREAM}
 
 
 def expected_exits(mode: str, count: int, size: int, batch: int) -> int:
     """Exits to the VMM's userspace the model predicts for N requests (the final hlt aside).
 
     ``hvm``: ``1 + S/4`` per request (command, then one per dword); ``pv``: one
-    per request; ``virtio``: one per batch, ``ceil(N/B)``; ``virtio_ioeventfd``:
-    none - the kicks end in the kernel.
+    per request; ``virtio``: one per batch, ``ceil(N/B)``; ``virtio_ioeventfd``,
+    ``virtio_no_notify``, ``virtio_event_idx``: none - the kicks end in the kernel
+    (how many kicks the last two make depends on how busy the device was).
     """
     if mode == "hvm":
         return count * (1 + size // 4)
@@ -173,6 +263,6 @@ def expected_exits(mode: str, count: int, size: int, batch: int) -> int:
         return count
     if mode == "virtio":
         return -(-count // batch)
-    if mode == "virtio_ioeventfd":
+    if mode in ("virtio_ioeventfd", "virtio_no_notify", "virtio_event_idx"):
         return 0
     raise ValueError(f"unknown mode {mode!r}")

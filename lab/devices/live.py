@@ -6,10 +6,15 @@ and reports what happened: exits to the VMM's userspace, notifications,
 guest-timed cycles, host wall time, and the checksum of what the device
 received (to compare with the checksum of the payload).
 
-Modes: ``hvm``, ``pv``, ``virtio`` and ``virtio_ioeventfd`` (the virtio
-notify port registered with ``KVM_IOEVENTFD`` and served by a
-:class:`~lab.devices.models.VhostWorker` thread: the vCPU does not come back
-to userspace for a kick).
+Modes (:data:`PATHS`): ``hvm``, ``pv``, ``virtio`` and ``virtio_ioeventfd``
+(the virtio notify port registered with ``KVM_IOEVENTFD`` and served by a
+:class:`~lab.devices.vhost.VhostWorker` thread: the vCPU does not come back
+to userspace for a kick), and on that same path ``virtio_no_notify`` and
+``virtio_event_idx``: the worker's device suppresses kicks while it polls
+(``VIRTQ_USED_F_NO_NOTIFY``, or ``avail_event`` with ``VIRTIO_F_EVENT_IDX``)
+and the guest (:data:`~lab.devices.guests.VIRTIO_STREAM`) fills the queue
+without waiting for each batch, kicking only when asked. Every kick there is
+still an exit, one KVM finishes in the kernel: ``kicks`` counts them.
 
 The device models are bus devices on a port-I/O bus
 (``Vcpu.run_until(pio=bus)``, :mod:`lab.kvm.bus`): the whole run is one call with
@@ -30,10 +35,30 @@ from typing import Any
 from lab import kvm
 from lab.devices import abi, guests
 from lab.devices.memory import DeviceError, GuestMemory
-from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, _Device, expected_checksum
+from lab.devices.models import DEVICE_CLASSES, Delivery, VirtioDevice, _Device, expected_checksum
+from lab.devices.vhost import VhostWorker
 from lab.kvm.kick import sigint_deferred
 
-MODES = ("hvm", "pv", "virtio", "virtio_ioeventfd")
+
+@dataclass(frozen=True)
+class Path:
+    """How one mode moves a request: the guest program, the device, and where the kick goes."""
+
+    program: str                #: key of :data:`lab.devices.guests.PROGRAMS`
+    device: str                 #: key of :data:`lab.devices.models.DEVICE_CLASSES`
+    ioeventfd: bool = False     #: the kick is an ioeventfd taken by a VhostWorker thread (no exit to userspace)
+    suppress: str | None = None  #: how the device turns kicks off while busy (:data:`models.SUPPRESSION`)
+
+
+PATHS = {
+    "hvm": Path("hvm", "hvm"),
+    "pv": Path("pv", "pv"),
+    "virtio": Path("virtio", "virtio"),
+    "virtio_ioeventfd": Path("virtio", "virtio", ioeventfd=True),
+    "virtio_no_notify": Path("virtio_stream", "virtio", ioeventfd=True, suppress="no_notify"),
+    "virtio_event_idx": Path("virtio_stream", "virtio", ioeventfd=True, suppress="event_idx"),
+}
+MODES = tuple(PATHS)
 
 
 class IoRunError(DeviceError):
@@ -141,7 +166,8 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                           data_addr=data_addr)
 
     data = payload(count, size, seed)
-    program = guests.PROGRAMS["virtio" if mode.startswith("virtio") else mode]
+    path = PATHS[mode]
+    program = guests.PROGRAMS[path.program]
     with system.create_vm(memory_kib=abi.memory_size_for(count, size) // 1024) as vm:
         mem = vm.memory(0)
         worker: VhostWorker | None = None
@@ -151,7 +177,7 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
             vm.load(program)
             vcpu = vm.create_vcpu(mode="protected32", entry=program.origin)
             tsc_khz = vcpu.tsc_khz()
-            if mode == "virtio_ioeventfd":
+            if path.ioeventfd:
                 efd = vm.ioeventfd(abi.VIRTIO_NOTIFY, length=abi.VIRTIO_NOTIFY_SIZE, datamatch=0)
                 with sigint_deferred():  # the thread and its eventfd are ours before a Ctrl-C can strike
                     worker = VhostWorker(device, kick_fd=efd.fd)  # type: ignore[arg-type]
@@ -172,7 +198,7 @@ def run_io(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0,
                 requests=device.sink.requests, bytes=device.sink.bytes,
                 checksum=device.sink.checksum(), expected=expected_checksum(data),
                 guest_done=mem.u32(p + abi.P_DONE), guest_errors=mem.u32(p + abi.P_ERRORS),
-                tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors),
+                tsc_khz=float(tsc_khz) if tsc_khz else None, errors=list(device.errors), polls=device.stats.polls,
             )
         finally:
             _release(worker, device)
@@ -193,14 +219,16 @@ def _release(worker: VhostWorker | None, device: _Device | None) -> None:
 def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, batch: int,
              data_addr: int) -> _Device:
     """Put the payload, the parameters and (virtio) empty rings in guest memory; the device of ``mode``."""
+    path = PATHS[mode]
     mem.write(abi.DATA, data)
     _write_params(mem, count, size, batch, data_addr)
-    kind = "virtio" if mode.startswith("virtio") else mode
-    if kind == "virtio":
-        from lab.devices.virtqueue import DriverQueue, Layout
-        DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
-    device: _Device = DEVICE_CLASSES[kind](mem)
-    return device
+    if path.device != "virtio":
+        return DEVICE_CLASSES[path.device](mem)
+    from lab.devices.driver import DriverQueue
+    from lab.devices.virtqueue import Layout
+    DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
+    mem.set_u32(abi.PARAMS + abi.P_EVENT_IDX, int(path.suppress == "event_idx"))
+    return VirtioDevice(mem, suppress=path.suppress)
 
 
 # --------------------------------------------------------------------------- run loop

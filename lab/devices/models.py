@@ -16,9 +16,13 @@ that every mode moved exactly the same bytes.
   straight out of guest memory: one exit per request.
 * :class:`VirtioDevice`: a split virtqueue (:mod:`lab.devices.virtqueue`); the
   guest queues a batch and notifies once: one exit per batch. With the
-  notification bound to an eventfd (``KVM_IOEVENTFD``), :class:`VhostWorker`
+  notification bound to an eventfd (``KVM_IOEVENTFD``), :class:`~lab.devices.vhost.VhostWorker`
   takes the kick on a host thread and the vCPU never returns to userspace
-  for it: zero exits (the vhost idea).
+  for it: zero exits (the vhost idea). With notification suppression
+  (``suppress="no_notify"`` or ``"event_idx"``) the device, once kicked, asks
+  for no more kicks and polls the ring while the driver keeps adding to it,
+  as vhost does; the driver's kicks, each still an exit into KVM, then
+  become rarer than its batches.
 
 Each device is a :class:`lab.kvm.BusDevice` (``read(offset, data)``,
 ``write(offset, data)``) over its ports: the VMM puts it on its port-I/O bus
@@ -34,8 +38,6 @@ mistakes (an offset where the device has no register) are exceptions.
 from __future__ import annotations
 
 import hashlib
-import os
-import select
 import struct
 import threading
 from collections import Counter
@@ -54,11 +56,9 @@ from lab.devices.faults import (
     RecordOutsideMemory,
     RequestIncomplete,
     RequestLength,
-    WorkerFailed,
 )
 from lab.devices.memory import GuestMemory
 from lab.devices.virtqueue import DeviceQueue, Layout, VirtqueueError
-from lab.kvm.kick import sigint_deferred
 
 MAX_ERRORS_KEPT = 20
 
@@ -96,6 +96,7 @@ class DeviceStats:
 
     accesses: int = 0
     notifications: int = 0
+    polls: int = 0  #: passes a suppressing device made because buffers came while kicks were off
     by_port: Counter[int] = field(default_factory=Counter)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -227,22 +228,34 @@ class PVDevice(_Device):
         self.mem.set_u32(record + abi.R_STATUS, status)
 
 
+#: How a virtio device keeps the driver from kicking while it is busy: not at all, the
+#: ``VIRTQ_USED_F_NO_NOTIFY`` flag, or ``avail_event`` (``VIRTIO_F_EVENT_IDX``).
+SUPPRESSION = (None, "no_notify", "event_idx")
+
+
 class VirtioDevice(_Device):
-    """A device with one split virtqueue; each readable chain is one request."""
+    """A device with one split virtqueue; each readable chain is one request.
+
+    ``suppress`` (:data:`SUPPRESSION`): once kicked, the device turns kicks off,
+    takes every chain there is, turns them on again and takes what arrived
+    meanwhile, until the ring stays empty (vhost's ``handle_tx`` loop). That
+    only pays when the device runs beside the vCPU, on a :class:`~lab.devices.vhost.VhostWorker`.
+    """
 
     mode = "virtio"
     length = abi.VIRTIO_NOTIFY_SIZE
 
     def __init__(self, mem: GuestMemory, layout: Layout | None = None,
-                 notify_port: int = abi.VIRTIO_NOTIFY) -> None:
+                 notify_port: int = abi.VIRTIO_NOTIFY, suppress: str | None = None) -> None:
+        if suppress not in SUPPRESSION:
+            raise ValueError(f"suppress must be one of {SUPPRESSION}, not {suppress!r}")
         super().__init__(mem)
         self.layout = layout or Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
-        self.queue = DeviceQueue(mem, self.layout)  # raises VirtqueueError on a bad layout
+        # raises VirtqueueError on a bad layout
+        self.queue = DeviceQueue(mem, self.layout, event_idx=suppress == "event_idx")
+        self.suppress = suppress
         self.base = notify_port
         self.needs_reset = False
-
-    def close(self) -> None:
-        self.queue.release()
 
     def write(self, offset: int, data: bytes) -> None:
         """A notification that went through the VMM's run loop (an exit to userspace)."""
@@ -254,88 +267,41 @@ class VirtioDevice(_Device):
         self.notify()
 
     def notify(self) -> int:
-        """Consume every available chain and publish the used ring once; returns chains done."""
+        """Consume every available chain and publish the used ring; returns chains done.
+
+        Without suppression: what is there now, published once. With it: the
+        loop in the class docstring, publishing after each pass. A chain that
+        breaks the rules marks the device "needs reset"; the good chains
+        before it are returned to the driver first.
+        """
         with self._lock:  # the vCPU loop and a vhost thread never process at the same time
             self.stats.notifications += 1
             if self.needs_reset:
                 return 0
+            if self.suppress is None:
+                return self._take_all()
             done = 0
-            try:
-                for chain in self.queue.pop_all():
-                    self.sink.consume(self.queue.read_chain(chain))
-                    self.queue.push_used(chain.head, 0)
-                    done += 1
-            except VirtqueueError as exc:
-                self.needs_reset = True
-                self._fault(NeedsReset(exc))
-            finally:
-                if done:
-                    self.queue.publish()
-            return done
-
-
-class VhostWorker:
-    """A host thread that takes virtqueue kicks from an eventfd (the vhost idea).
-
-    With the notify port registered through ``KVM_IOEVENTFD``, the guest's
-    ``out`` completes inside the kernel, which only increments the eventfd
-    counter; this thread wakes up, reads the counter and processes the queue.
-    The vCPU thread stays in ``KVM_RUN``. Use as a context manager; the thread
-    is stopped and joined on exit, and the eventfds it made are closed.
-    """
-
-    def __init__(self, device: VirtioDevice, kick_fd: int | None = None) -> None:
-        self.device = device
-        self._own_kick = kick_fd is None
-        self.kick_fd = os.eventfd(0, os.EFD_CLOEXEC) if kick_fd is None else kick_fd
-        self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC)
-        self.kicks = 0    #: sum of eventfd counts: notifications the guest made
-        self.wakeups = 0  #: times the thread woke up (kicks can coalesce)
-        self.failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="vhost-worker", daemon=True)
-
-    def __enter__(self) -> VhostWorker:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _loop(self) -> None:
-        try:
-            poller = select.poll()
-            poller.register(self.kick_fd, select.POLLIN)
-            poller.register(self._stop_fd, select.POLLIN)
             while True:
-                ready = {fd for fd, _ in poller.poll()}
-                if self.kick_fd in ready:
-                    try:
-                        self.kicks += os.eventfd_read(self.kick_fd)
-                    except BlockingIOError:  # a non-blocking eventfd (KVM's) read by someone else first
-                        continue
-                    self.wakeups += 1
-                    self.device.notify()
-                if self._stop_fd in ready:
-                    return
-        except BaseException as exc:  # reported by close(), never lost
-            self.failure = exc
+                self.queue.disable_notification()
+                done += self._take_all()
+                if self.needs_reset or not self.queue.enable_notification():
+                    return done
+                self.stats.polls += 1
 
-    def close(self) -> None:
-        with sigint_deferred():  # stopped, joined and closed whole, whenever a Ctrl-C comes
-            if self._thread.is_alive():
-                os.eventfd_write(self._stop_fd, 1)
-                self._thread.join(timeout=5)
-            fds = ([self.kick_fd] if self._own_kick else []) + ([self._stop_fd] if self._stop_fd >= 0 else [])
-            self._own_kick = False
-            self._stop_fd = -1
-            for fd in fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        if self.failure is not None:
-            failure, self.failure = self.failure, None
-            raise WorkerFailed(repr(failure)) from failure
+    def _take_all(self) -> int:
+        done = 0
+        try:
+            for chain in self.queue.pop_all():
+                self.sink.consume(self.queue.read_chain(chain))
+                self.queue.push_used(chain.head, 0)
+                done += 1
+        except VirtqueueError as exc:
+            self.needs_reset = True
+            self._fault(NeedsReset(exc))
+        finally:
+            if done:
+                self.queue.publish()
+        return done
 
 
 DEVICE_CLASSES = {"hvm": EmulatedDevice, "pv": PVDevice, "virtio": VirtioDevice}
@@ -356,6 +322,7 @@ class Delivery:
     exits: int                 #: returns to the VMM's userspace (the final hlt not counted)
     exits_by_port: dict[str, int] = field(default_factory=dict)
     kicks: int = 0             #: notifications the guest made (virtio modes)
+    polls: int = 0             #: passes a suppressing device made on buffers that came while kicks were off
     eventfd_kicks: int = 0     #: notifications counted by the ioeventfd (completed in the kernel)
     requests: int = 0          #: requests the device received
     bytes: int = 0             #: bytes the device received

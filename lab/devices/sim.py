@@ -14,10 +14,12 @@ import os
 import time
 
 from lab.devices import abi
-from lab.devices.live import check_params, payload
+from lab.devices.driver import DriverQueue
+from lab.devices.live import PATHS, check_params, payload
 from lab.devices.memory import GuestMemory
-from lab.devices.models import DEVICE_CLASSES, Delivery, VhostWorker, VirtioDevice, expected_checksum
-from lab.devices.virtqueue import DriverQueue, Layout
+from lab.devices.models import DEVICE_CLASSES, Delivery, VirtioDevice, expected_checksum
+from lab.devices.vhost import VhostWorker
+from lab.devices.virtqueue import Layout
 
 
 class SimRun(Delivery):
@@ -31,9 +33,11 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
     mem = GuestMemory(bytearray(abi.memory_size_for(count, size)))
     mem.write(abi.DATA, data)
     kicks = eventfd_kicks = 0
+    path = PATHS[mode]
     layout = Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
-    driver = DriverQueue(mem, layout) if mode.startswith("virtio") else None
-    device = DEVICE_CLASSES["virtio" if mode.startswith("virtio") else mode](mem)
+    virtio = path.device == "virtio"
+    driver = DriverQueue(mem, layout, event_idx=path.suppress == "event_idx") if virtio else None
+    device = VirtioDevice(mem, suppress=path.suppress) if virtio else DEVICE_CLASSES[path.device](mem)
 
     def out(port: int, value: int, width: int = 4) -> None:  # an exit in a live run
         device.write(port - device.base, value.to_bytes(width, "little"))
@@ -54,29 +58,49 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
     else:
         if not isinstance(device, VirtioDevice) or driver is None:  # check_params admits no other mode
             raise ValueError(f"unknown mode {mode!r}")
-        worker = VhostWorker(device).__enter__() if mode == "virtio_ioeventfd" else None
-        try:
-            for first in range(0, count, batch):
-                n = min(batch, count - first)
-                for i in range(first, first + n):
-                    driver.add([(abi.DATA + i * size, size, False)])
-                driver.publish()
-                kicks += 1
-                if worker is None:
-                    out(abi.VIRTIO_NOTIFY, 0, abi.VIRTIO_NOTIFY_SIZE)
-                else:  # what KVM does for an ioeventfd: count it, no exit
-                    os.eventfd_write(worker.kick_fd, 1)
-                got = 0
-                while got < n and not device.errors:  # the guest waits for used.idx
-                    got += len(list(driver.used()))
-                    if got < n:
-                        time.sleep(0.0001)  # let the worker thread have the GIL
-        finally:
-            if worker is not None:
-                worker.close()
-                eventfd_kicks = worker.kicks
+        kicks, eventfd_kicks = _virtio_guest(mode, driver, device, count, size, batch)
     device.close()
     return SimRun(mode=mode, count=count, size=size, batch=batch, exits=sum(device.stats.by_port.values()),
                   exits_by_port={f"{k:#x}": v for k, v in sorted(device.stats.by_port.items())}, kicks=kicks,
                   eventfd_kicks=eventfd_kicks, requests=device.sink.requests, bytes=device.sink.bytes,
-                  checksum=device.sink.checksum(), expected=expected_checksum(data), errors=list(device.errors))
+                  checksum=device.sink.checksum(), expected=expected_checksum(data), errors=list(device.errors),
+                  polls=device.stats.polls)
+
+
+def _virtio_guest(mode: str, driver: DriverQueue, device: VirtioDevice, count: int, size: int,
+                  batch: int) -> tuple[int, int]:
+    """The virtio guests of :mod:`lab.devices.guests`, played by ``driver``; returns (kicks, eventfd kicks)."""
+    path = PATHS[mode]
+    worker = VhostWorker(device).__enter__() if path.ioeventfd else None
+    stream = path.program == "virtio_stream"  # fill on without waiting for each batch
+    kicks = done = 0
+
+    def wait_used(until: int) -> None:  # the guest spins reading used.idx (no exit)
+        nonlocal done
+        while done < until and not device.errors:
+            done += len(list(driver.used()))
+            if done < until:
+                time.sleep(0.0001)  # let the worker thread have the GIL
+
+    try:
+        for first in range(0, count, batch):
+            n = min(batch, count - first)
+            for i in range(first, first + n):
+                if stream and not driver.free:
+                    wait_used(done + 1)  # the queue is full: wait for a descriptor
+                if device.errors:
+                    break
+                driver.add([(abi.DATA + i * size, size, False)])
+            if driver.publish():  # the device asked to be kicked
+                kicks += 1
+                if worker is None:  # an exit in a live run
+                    device.write(abi.VIRTIO_NOTIFY - device.base, (0).to_bytes(abi.VIRTIO_NOTIFY_SIZE, "little"))
+                else:  # what KVM does for an ioeventfd: count it, no exit
+                    os.eventfd_write(worker.kick_fd, 1)
+            if not stream:
+                wait_used(first + n)
+        wait_used(count)
+    finally:
+        if worker is not None:
+            worker.close()
+    return kicks, worker.kicks if worker is not None else 0

@@ -1,4 +1,4 @@
-"""A virtio 1.x split virtqueue: layout, the device side, and a driver for tests.
+"""A virtio 1.x split virtqueue: its layout in guest memory and the device's side.
 
 The three parts live in guest memory, each with the alignment the virtio 1.x
 specification gives it ("Split Virtqueues": descriptor table 16, available
@@ -15,6 +15,19 @@ batch. The device consumes entries from its private ``last_avail_idx`` up to
 ``avail.idx`` and returns each chain in ``used.ring``, advancing ``used.idx``.
 Indices run freely modulo 2**16; the slot is ``idx % N``.
 
+Notification suppression ("Driver Notifications" and "Used Buffer
+Notifications" in the specification) lets a busy device stop being kicked:
+without ``VIRTIO_F_EVENT_IDX`` the device sets ``VIRTQ_USED_F_NO_NOTIFY`` in
+``used.flags`` while it polls the ring; with it, the device writes into
+``avail_event`` the index after which it wants the next kick, and the driver
+kicks only when its new ``avail.idx`` passed it (:func:`vring_need_event`,
+the same test in both directions: ``used_event`` tells the device when the
+driver wants an interrupt). The device re-enables notifications and then
+looks at the ring once more (:meth:`DeviceQueue.enable_notification`): what
+the driver published in between would otherwise wait for a kick that never
+comes. Which memory ordering each index access needs is written where it
+happens (:mod:`lab.devices.ordering`).
+
 :class:`DeviceQueue` trusts nothing it reads: an index that claims more new
 buffers than the queue holds, a head or ``next`` outside the table, a chain
 that loops, a buffer outside guest memory, a flag it did not negotiate - each
@@ -26,10 +39,11 @@ outside guest memory could be touched (every access goes through
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from lab.devices import ordering
 from lab.devices.memory import GuestMemory, GuestMemoryError
 from lab.devices.virtqueue_errors import (
     MAX_QUEUE_SIZE,
@@ -53,13 +67,13 @@ VIRTQ_DESC_F_WRITE = 2     #: the buffer is device-writable (otherwise device-re
 VIRTQ_DESC_F_INDIRECT = 4  #: the buffer holds a table of descriptors (not negotiated here)
 VIRTQ_AVAIL_F_NO_INTERRUPT = 1  #: the driver asks for no interrupt when buffers are used
 VIRTQ_USED_F_NO_NOTIFY = 1      #: the device asks for no notification (kick)
+VIRTIO_F_EVENT_IDX = 29  #: feature bit: the used_event / avail_event fields are used instead of the flags
 
 DESC_SIZE = 16
 DESC_ALIGN, AVAIL_ALIGN, USED_ALIGN = 16, 2, 4
 
 _DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
-_U16 = struct.Struct("<H")
 
 
 def _align(value: int, alignment: int) -> int:
@@ -88,6 +102,16 @@ class Layout:
         avail = _align(desc + d, AVAIL_ALIGN)
         used = _align(avail + a, USED_ALIGN)
         return cls(size, desc, avail, used)
+
+    @property
+    def used_event(self) -> int:
+        """Where the driver's ``used_event`` is: the last field of the available ring."""
+        return self.avail + 4 + 2 * self.size
+
+    @property
+    def avail_event(self) -> int:
+        """Where the device's ``avail_event`` is: the last field of the used ring."""
+        return self.used + 4 + 8 * self.size
 
     @property
     def end(self) -> int:
@@ -140,14 +164,40 @@ class Chain(NamedTuple):
 
 
 def read_descriptor(mem: GuestMemory, layout: Layout, index: int) -> Descriptor:
-    """Entry ``index`` of the descriptor table as it stands in memory (bounds-checked by ``mem``)."""
-    return Descriptor(index, *_DESC.unpack(mem.read(layout.desc + DESC_SIZE * index, DESC_SIZE)))
+    """Entry ``index`` of the descriptor table as it stands in memory.
+
+    The index is checked against the queue size (an index from guest memory can
+    be anything), and the read goes through ``mem``'s bounds check.
+    """
+    if not 0 <= index < layout.size:
+        raise DescriptorIndexOutOfRange(index, layout.size)
+    return Descriptor(index, *mem.unpack(_DESC, layout.desc + DESC_SIZE * index, "descriptor"))
+
+
+def write_descriptor(mem: GuestMemory, layout: Layout, index: int, addr: int, length: int, flags: int,
+                     nxt: int) -> None:
+    """Write entry ``index`` of the descriptor table (the driver's part; tests use it to break rules)."""
+    if not 0 <= index < layout.size:
+        raise DescriptorIndexOutOfRange(index, layout.size)
+    mem.pack(_DESC, layout.desc + DESC_SIZE * index, addr, length, flags, nxt, what="descriptor")
 
 
 def read_used_elem(mem: GuestMemory, layout: Layout, slot: int) -> tuple[int, int]:
     """Slot ``slot`` of the used ring: ``(id, len)``, the head of a returned chain and the bytes written."""
-    head, written = _USED_ELEM.unpack(mem.read(layout.used + 4 + _USED_ELEM.size * slot, _USED_ELEM.size))
+    head, written = mem.unpack(_USED_ELEM, layout.used + 4 + _USED_ELEM.size * slot, "used.ring")
     return head, written
+
+
+def vring_need_event(event: int, new: int, old: int) -> bool:
+    """Whether moving an index from ``old`` to ``new`` crossed ``event`` (all modulo 2**16).
+
+    The specification's test for ``VIRTIO_F_EVENT_IDX``: the driver kicks when
+    ``avail.idx`` went from ``old`` to ``new`` past the device's
+    ``avail_event``; the device interrupts when ``used.idx`` passed the
+    driver's ``used_event``. "Past ``event``" means ``event`` is one of
+    ``old .. new - 1``, counted on the 16-bit circle.
+    """
+    return (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF
 
 
 class DeviceQueue:
@@ -160,22 +210,20 @@ class DeviceQueue:
     every use.
     """
 
-    def __init__(self, mem: GuestMemory, layout: Layout) -> None:
+    def __init__(self, mem: GuestMemory, layout: Layout, *, event_idx: bool = False) -> None:
         layout.check(mem)
         self.mem = mem
         self.layout = layout
+        self.event_idx = event_idx  #: VIRTIO_F_EVENT_IDX negotiated: avail_event, not the NO_NOTIFY flag
         self.last_avail_idx = 0
         self.used_idx = mem.u16(layout.used + 2)
-        # Offsets into the memory view of the parts (validated by layout.check above).
-        self._buf = mem.view(mem.base, mem.size)
-        self._desc = layout.desc - mem.base
-        self._avail_ring = layout.avail + 4 - mem.base
-        self._used_ring = layout.used + 4 - mem.base
 
     # -- reading what the driver offers -------------------------------------------------
 
     def avail_idx(self) -> int:
-        return self.mem.u16(self.layout.avail + 2, "avail.idx")
+        idx = self.mem.u16(self.layout.avail + 2, "avail.idx")
+        ordering.acquire()  # the slots and descriptors read next are the ones the driver wrote before this index
+        return idx
 
     def pending(self) -> int:
         """How many new chains the driver has published, checked against the queue size."""
@@ -186,22 +234,19 @@ class DeviceQueue:
         return new
 
     def descriptor(self, index: int) -> Descriptor:
-        if not 0 <= index < self.layout.size:
-            raise DescriptorIndexOutOfRange(index, self.layout.size)
-        # index < size: the entry lies inside the table, which lies inside guest memory.
-        return Descriptor(index, *_DESC.unpack_from(self._buf, self._desc + DESC_SIZE * index))
+        return read_descriptor(self.mem, self.layout, index)
 
     def chain(self, head: int) -> Chain:
         """Walk the chain from ``head``, validating every descriptor on the way."""
         descs: list[Descriptor] = []
         seen: set[int] = set()
         index = head
-        mem = self.mem
+        mem, layout = self.mem, self.layout
         while True:
-            if index in seen or len(descs) >= self.layout.size:
+            if index in seen or len(descs) >= layout.size:
                 raise ChainLoop(head, [d.index for d in descs] + [index])
             seen.add(index)
-            d = self.descriptor(index)
+            d = read_descriptor(mem, layout, index)
             if d.flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE):
                 if d.flags & VIRTQ_DESC_F_INDIRECT:
                     raise IndirectNotOffered(index)
@@ -217,8 +262,7 @@ class DeviceQueue:
 
     def _pop_slot(self) -> Chain:
         slot = self.last_avail_idx % self.layout.size
-        # slot < size: inside the available ring.
-        head = _U16.unpack_from(self._buf, self._avail_ring + 2 * slot)[0]
+        head = self.mem.u16(self.layout.avail + 4 + 2 * slot, "avail.ring")
         if head >= self.layout.size:
             raise AvailRingEntryOutOfRange(slot, head, self.layout.size)
         chain = self.chain(head)
@@ -236,96 +280,66 @@ class DeviceQueue:
         for _ in range(self.pending()):
             yield self._pop_slot()
 
-    def read_chain(self, chain: Chain) -> bytes | memoryview:
-        """The device-readable bytes of a chain (ranges were checked when the chain was walked)."""
-        parts = [self.mem.view(d.addr, d.len, f"descriptor {d.index}")
-                 for d in chain.descriptors if not d.flags & VIRTQ_DESC_F_WRITE]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def read_chain(self, chain: Chain) -> bytes:
+        """The device-readable bytes of a chain, copied out of guest memory (a copy: the driver may reuse
+        the buffer as soon as the chain is used)."""
+        parts = [d for d in chain.descriptors if not d.flags & VIRTQ_DESC_F_WRITE]
+        if len(parts) == 1:  # the common case, without joining
+            return self.mem.read(parts[0].addr, parts[0].len, "descriptor")
+        return b"".join(self.mem.read(d.addr, d.len, f"descriptor {d.index}") for d in parts)
+
+    # -- notifications (kicks) from the driver ---------------------------------------------------
+
+    def disable_notification(self) -> None:
+        """Ask the driver not to kick: the device is about to poll the ring.
+
+        Without EVENT_IDX: set ``VIRTQ_USED_F_NO_NOTIFY``. With it there is
+        nothing to write: ``avail_event`` stays where it was, so the driver's
+        index runs past it once and then no more kicks come (as in vm-virtio).
+        No ordering is needed: seen late, the flag only costs one more kick.
+        """
+        if not self.event_idx:
+            self._set_used_flags(VIRTQ_USED_F_NO_NOTIFY)
+
+    def enable_notification(self) -> bool:
+        """Ask for a kick at the next buffer; True when buffers arrived meanwhile (poll again, no kick comes).
+
+        With EVENT_IDX, ``avail_event`` is set to the next index the device
+        will read; without it the NO_NOTIFY flag is cleared. Then a full fence,
+        then ``avail.idx`` once more: a driver that published before it could
+        see the new setting decided not to kick, and only this second look
+        finds its buffers.
+        """
+        if self.event_idx:
+            self.mem.set_u16(self.layout.avail_event, self.last_avail_idx, "avail_event")
+        else:
+            self._set_used_flags(0)
+        ordering.full()  # the setting above is visible before avail.idx is read again (store, then load)
+        return self.avail_idx() != self.last_avail_idx
+
+    def _set_used_flags(self, flags: int) -> None:
+        self.mem.set_u16(self.layout.used, flags, "used.flags")
 
     # -- giving buffers back -----------------------------------------------------------------
 
     def push_used(self, head: int, written: int = 0) -> None:
         """Put ``head`` into the used ring; ``used.idx`` is not published yet (see :meth:`publish`)."""
         slot = self.used_idx % self.layout.size
-        # slot < size: inside the used ring.
-        _USED_ELEM.pack_into(self._buf, self._used_ring + 8 * slot, head, written)
+        self.mem.pack(_USED_ELEM, self.layout.used + 4 + _USED_ELEM.size * slot, head, written, what="used.ring")
         self.used_idx = (self.used_idx + 1) & 0xFFFF
 
     def publish(self) -> None:
         """Advance ``used.idx``: one store returns everything pushed since the last publish."""
+        ordering.release()  # the used elements written before are visible before the index that returns them
         self.mem.set_u16(self.layout.used + 2, self.used_idx, "used.idx")
-
-    def release(self) -> None:
-        self._buf.release()
-
-
-class DriverQueue:
-    """The driver's side, in Python: how the guest fills a queue (tests and the KVM-free model).
-
-    The guest programs in :mod:`lab.devices.guests` do the same in machine code.
-    """
-
-    def __init__(self, mem: GuestMemory, layout: Layout, *, no_interrupt: bool = True) -> None:
-        layout.check(mem)
-        self.mem = mem
-        self.layout = layout
-        d, a, u = Layout.sizes(layout.size)
-        mem.fill(layout.desc, d)
-        mem.fill(layout.avail, a)
-        mem.fill(layout.used, u)
-        if no_interrupt:
-            mem.set_u16(layout.avail, VIRTQ_AVAIL_F_NO_INTERRUPT)
-        self.free = list(range(layout.size))
-        self.avail_idx = 0
-        self.last_used_idx = 0
-
-    def add(self, buffers: Iterable[tuple[int, int, bool]]) -> int:
-        """Queue one chain of ``(addr, len, device_writable)`` buffers; returns its head."""
-        buffers = list(buffers)
-        if not buffers:
-            raise ValueError("a chain needs at least one buffer")
-        if len(buffers) > len(self.free):
-            raise ValueError(f"queue full: {len(buffers)} descriptors wanted, {len(self.free)} free")
-        indices = [self.free.pop(0) for _ in buffers]
-        for i, (index, (addr, length, writable)) in enumerate(zip(indices, buffers, strict=True)):
-            last = i == len(buffers) - 1
-            flags = (0 if last else VIRTQ_DESC_F_NEXT) | (VIRTQ_DESC_F_WRITE if writable else 0)
-            self.write_descriptor(index, addr, length, flags, 0 if last else indices[i + 1])
-        slot = self.avail_idx % self.layout.size
-        self.mem.set_u16(self.layout.avail + 4 + 2 * slot, indices[0])
-        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
-        return indices[0]
-
-    def write_descriptor(self, index: int, addr: int, length: int, flags: int, nxt: int) -> None:
-        """Raw access for tests that build malformed tables on purpose."""
-        self.mem.write(self.layout.desc + DESC_SIZE * index, _DESC.pack(addr, length, flags, nxt))
-
-    def publish(self) -> None:
-        """Make everything added so far visible to the device: one store of ``avail.idx``."""
-        self.mem.set_u16(self.layout.avail + 2, self.avail_idx)
-
-    def used(self) -> Iterator[tuple[int, int]]:
-        """Chains the device has returned since the last call, as ``(head, written)``; frees them."""
-        used_idx = self.mem.u16(self.layout.used + 2)
-        while self.last_used_idx != used_idx:
-            slot = self.last_used_idx % self.layout.size
-            head, written = read_used_elem(self.mem, self.layout, slot)
-            index = head
-            while True:  # give the chain's descriptors back to the free list
-                desc = read_descriptor(self.mem, self.layout, index)
-                self.free.append(index)
-                if not desc.flags & VIRTQ_DESC_F_NEXT:
-                    break
-                index = desc.next
-            self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
-            yield head, written
 
 
 __all__ = [
-    "Chain", "Descriptor", "DeviceQueue", "DriverQueue", "GuestMemoryError", "Layout", "VirtqueueError",
+    "Chain", "Descriptor", "DeviceQueue", "GuestMemoryError", "Layout", "VirtqueueError",
     "AvailIndexOutOfRange", "AvailRingEntryOutOfRange", "ChainLoop", "DescriptorIndexOutOfRange",
     "DescriptorOutsideMemory", "IndirectNotOffered", "PartMisaligned", "PartOutsideMemory", "PartsOverlap",
     "QueueSizeInvalid", "ReadableAfterWritable", "UnknownFlags",
     "VIRTQ_DESC_F_NEXT", "VIRTQ_DESC_F_WRITE", "VIRTQ_DESC_F_INDIRECT",
-    "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY", "read_descriptor", "read_used_elem",
+    "VIRTQ_AVAIL_F_NO_INTERRUPT", "VIRTQ_USED_F_NO_NOTIFY", "VIRTIO_F_EVENT_IDX", "read_descriptor",
+    "read_used_elem", "vring_need_event", "write_descriptor",
 ]

@@ -23,7 +23,8 @@ class Insn:
     text: str
     code: bytes
     comment: str = ""
-    #: a label this instruction jumps to with an 8-bit relative displacement (last byte)
+    #: a label this instruction jumps to; the displacement is its last byte (8 bits) or, where
+    #: :func:`assemble` found the label too far, its last four (the near form, as GNU as relaxes it)
     rel8: str | None = None
 
 
@@ -47,6 +48,8 @@ FIXED = {
     "hlt": b"\xf4",
     "ud2": b"\x0f\x0b",
     "pause": b"\xf3\x90",
+    "mfence": b"\x0f\xae\xf0",
+    "test al, 1": b"\xa8\x01",
     "out dx, al": b"\xee",
     "out dx, ax": b"\x66\xef",
     "out dx, eax": b"\xef",
@@ -60,7 +63,7 @@ FIXED = {
 #: ``op r/m32, r32`` (register to register): mnemonic -> opcode.
 REG_REG = {"mov": 0x89, "add": 0x01, "sub": 0x29, "xor": 0x31, "cmp": 0x39, "test": 0x85}
 #: Short conditional and unconditional jumps to a label: mnemonic -> opcode (rel8 follows).
-JUMPS = {"jmp": 0xEB, "jz": 0x74, "jnz": 0x75, "jbe": 0x76}
+JUMPS = {"jmp": 0xEB, "jz": 0x74, "jnz": 0x75, "jb": 0x72, "jae": 0x73, "jbe": 0x76}
 #: ``op r32, imm8`` shifts: mnemonic -> the ModRM reg field of opcode 0xC1.
 SHIFTS = {"shl": 4, "shr": 5}
 #: ``inc``/``dec r32``: mnemonic -> base of the one-byte opcode (32-bit code only).
@@ -73,6 +76,7 @@ def _fixed(text: str) -> tuple[str, bytes]:
 
 RDTSC, CPUID, VMCALL, VMMCALL, HLT, UD2, PAUSE = map(_fixed, ("rdtsc", "cpuid", "vmcall", "vmmcall", "hlt", "ud2",
                                                                "pause"))
+MFENCE, TEST_AL_1 = _fixed("mfence"), _fixed("test al, 1")
 OUT_DX_AL, OUT_DX_AX, OUT_DX_EAX = map(_fixed, ("out dx, al", "out dx, ax", "out dx, eax"))
 XOR_EAX_EAX, DEC_EBP = _fixed("xor eax, eax"), _fixed("dec ebp")
 DEC_EBP_64 = ("dec ebp", b"\xff\xcd")
@@ -121,6 +125,17 @@ def and_imm32(reg: str, value: int, comment: str = "") -> Insn:
     if reg == "eax":
         raise ValueError("GNU as encodes 'and eax, imm32' in its short form; use another register")
     return Insn(f"and {reg}, {value:#x}", bytes([0x81, 0xE0 | REG32[reg]]) + _u32(value), comment)
+
+
+def cmp_imm(reg: str, value: int, comment: str = "") -> Insn:
+    """``cmp reg, imm`` in the form GNU as picks: imm8 when it fits, else the short eax form or imm32."""
+    if -128 <= value <= 127:
+        code = bytes([0x83, 0xF8 | REG32[reg], value & 0xFF])
+    elif reg == "eax":
+        code = b"\x3d" + _u32(value)
+    else:
+        code = bytes([0x81, 0xF8 | REG32[reg]]) + _u32(value)
+    return Insn(f"cmp {reg}, {value:#x}", code, comment)
 
 
 def shift(mnemonic: str, reg: str, count: int, comment: str = "") -> Insn:
@@ -195,6 +210,11 @@ def store_imm(addr: int, value: int, comment: str = "", base: str | None = None)
                 b"\xc7" + _modrm_mem(0, base, addr) + _u32(value), comment)
 
 
+def load16(reg: str, addr: int, comment: str = "") -> Insn:
+    """movzx reg, word ptr [addr]: a 16-bit index, zero-extended"""
+    return Insn(f"movzx {reg}, word ptr [{addr:#x}]", b"\x0f\xb7" + _modrm_mem(REG32[reg], None, addr), comment)
+
+
 def store16(addr: int, reg16: str, comment: str = "") -> Insn:
     """mov word ptr [addr], reg16"""
     if reg16 == "ax":
@@ -228,16 +248,39 @@ def inc_mem(addr: int, comment: str = "") -> Insn:
 # --------------------------------------------------------------------------- layout
 
 
+def _near(code: bytes) -> bytes:
+    """The near (rel32) form of a short jump: ``jmp`` is E9, a ``jcc`` 0F 80+cc; displacement zeroed."""
+    return b"\xe9" + bytes(4) if code[0] == 0xEB else bytes([0x0F, code[0] + 0x10]) + bytes(4)
+
+
+def _relax(items: list[Item], origin: int) -> tuple[list[Item], dict[str, int]]:
+    """Give each jump the short form, and the near one where its label is out of reach, as GNU as does:
+    lengthening one jump can push another out of reach, so repeat until nothing changes."""
+    items = list(items)
+    while True:
+        labels: dict[str, int] = {}
+        ends: list[int] = []
+        addr = origin
+        for item in items:
+            if isinstance(item, Label):
+                labels[item.name] = addr
+            else:
+                addr += len(item.code)
+            ends.append(addr)
+        grown = False
+        for i, item in enumerate(items):
+            if isinstance(item, Insn) and item.rel8 is not None and len(item.code) == 2:
+                if not -128 <= labels[item.rel8] - ends[i] <= 127:
+                    items[i] = Insn(item.text, _near(item.code), item.comment, item.rel8)
+                    grown = True
+        if not grown:
+            return items, labels
+
+
 def assemble(items: list[Item], origin: int) -> tuple[bytes, list[Line]]:
     """Lay the items out from ``origin``; returns the code and a listing
-    (address, bytes, label, text, comment) with rel8 jumps resolved."""
-    labels: dict[str, int] = {}
-    addr = origin
-    for item in items:
-        if isinstance(item, Label):
-            labels[item.name] = addr
-        else:
-            addr += len(item.code)
+    (address, bytes, label, text, comment) with the jumps resolved."""
+    items, labels = _relax(items, origin)
     code = bytearray()
     listing: list[Line] = []
     addr = origin
@@ -249,9 +292,8 @@ def assemble(items: list[Item], origin: int) -> tuple[bytes, list[Line]]:
         data = item.code
         if item.rel8 is not None:
             disp = labels[item.rel8] - (addr + len(data))
-            if not -128 <= disp <= 127:
-                raise ValueError(f"jump to {item.rel8} does not fit in 8 bits")
-            data = data[:-1] + (disp & 0xFF).to_bytes(1, "little")
+            width = 1 if len(data) == 2 else 4
+            data = data[:-width] + (disp & ((1 << 8 * width) - 1)).to_bytes(width, "little")
         listing.append((addr, data, pending_label, item.text, item.comment))
         pending_label = ""
         code += data

@@ -147,9 +147,10 @@ echo "lab-init: payload finished ($?)"
 poweroff -f
 """
 
-#: Python and the C libraries it and its ctypes/pyexpat/zlib modules link, from Debian packages.
+#: Python and the C libraries it and its ctypes/pyexpat/zlib modules link, from Debian packages, and GCC's
+#: libatomic (the virtqueue's memory fences, lab.devices.ordering).
 HWVIRT_PACKAGES = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
-                   "libc6", "zlib1g", "libexpat1", "libffi8")
+                   "libc6", "zlib1g", "libexpat1", "libffi8", "libatomic1")
 HWVIRT_INCLUDE = (
     "usr/bin/python3.11",
     "usr/lib/python3.11/**/*",
@@ -160,6 +161,7 @@ HWVIRT_INCLUDE = (
     "**/x86_64-linux-gnu/libz.so.1*",
     "**/x86_64-linux-gnu/libexpat.so.1*",
     "**/x86_64-linux-gnu/libffi.so.8*",
+    "**/x86_64-linux-gnu/libatomic.so.1*",
 )
 
 HWVIRT = Profile(

@@ -159,6 +159,14 @@ class GuestMemory:
     def u64(self, gpa: int, what: str = "read u64") -> int:
         return int(_U64.unpack_from(self._view, self._offset(gpa, 8, what))[0])
 
+    def unpack(self, layout: struct.Struct, gpa: int, what: str = "read") -> tuple[int, ...]:
+        """The fields of a little structure at ``gpa`` (checked like every access, read without a copy)."""
+        return layout.unpack_from(self._view, self._offset(gpa, layout.size, what))
+
+    def pack(self, layout: struct.Struct, gpa: int, *values: int, what: str = "write") -> None:
+        """Write the fields of a little structure at ``gpa`` (checked like every access)."""
+        layout.pack_into(self._view, self._offset(gpa, layout.size, what), *values)
+
     def set_u16(self, gpa: int, value: int, what: str = "write u16") -> None:
         _U16.pack_into(self._view, self._offset(gpa, 2, what), value & 0xFFFF)
 
