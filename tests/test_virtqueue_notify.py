@@ -24,7 +24,6 @@ from lab.devices.virtqueue import (
     read_descriptor,
     vring_need_event,
 )
-from lab.guests import asm
 
 QSIZE = 8
 DATA = 0x8000
@@ -232,16 +231,3 @@ def test_without_libatomic_the_fence_says_what_to_install(monkeypatch):
         fence(ordering.MEMORY_ORDER_SEQ_CST)
     assert info.value.code == "ordering.no_libatomic"
     assert info.value.params["library"] == "libatomic-that-is-not-there.so.1"
-
-
-# --------------------------------------------------------------------------- the assembler's long jumps
-
-
-def test_a_jump_out_of_short_reach_takes_the_near_form():
-    nops = [asm.simple("pause", b"\xf3\x90") for _ in range(100)]  # 200 bytes
-    code, listing = asm.assemble([asm.jump("jz", "far"), *nops, asm.Label("far"), asm.jump("jmp", "far")],
-                                 0x1000)
-    assert code[:2] == b"\x0f\x84" and int.from_bytes(code[2:6], "little") == 200
-    assert listing[-1][1] == b"\xeb\xfe"  # the jump to itself stays short
-    code, _ = asm.assemble([asm.Label("top"), *nops, asm.jump("jnz", "top")], 0x1000)
-    assert code[-6:-4] == b"\x0f\x85" and int.from_bytes(code[-4:], "little", signed=True) == -206
