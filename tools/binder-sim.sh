@@ -37,16 +37,30 @@ fi
 
 mkdir -p "$base"
 chmod 755 "$base"
-stamp="$base/venv/.binder-$(cat "$src"/binder/* "$src/requirements.txt" | sha256sum | cut -c1-12)"
-if [ -n "${BINDER_SIM_FRESH:-}" ] || [ ! -f "$stamp" ]; then
+# One simulation at a time: two at once (two test workers, two checkouts) would share the
+# environment and the book copy below, and one would break the other's.
+exec 9>"$base.lock"
+flock 9
+
+fresh_venv() {
   step "fresh virtual environment from binder/requirements.txt with $($python --version)"
   rm -rf "$base/venv"
   "$python" -m venv "$base/venv"
   "$base/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
   (cd "$src/binder" && "$base/venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt)
   touch "$stamp"
+}
+post_build() {
+  (cd "$base/book" && PATH="$base/venv/bin:$PATH" HOME="$base/home" bash binder/postBuild)
+}
+
+stamp="$base/venv/.binder-$(cat "$src"/binder/* "$src/requirements.txt" | sha256sum | cut -c1-12)"
+reused=""
+if [ -n "${BINDER_SIM_FRESH:-}" ] || [ ! -f "$stamp" ]; then
+  fresh_venv
 else
   step "virtual environment from binder/ is up to date ($base/venv)"
+  reused=1
 fi
 
 step "copying the book (files git tracks or would track) into $base/book"
@@ -54,7 +68,13 @@ rm -rf "$base/book" "$base/home"
 mkdir -p "$base/book" "$base/home"
 (cd "$src" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -c) | tar -x -C "$base/book"
 step "postBuild, as repo2docker runs it"
-(cd "$base/book" && PATH="$base/venv/bin:$PATH" HOME="$base/home" bash binder/postBuild)
+if ! post_build; then
+  [ -n "$reused" ] || die "binder/postBuild failed in a fresh environment (output above)"
+  # A reused environment can be broken (a run killed while pip was installing): start again, once.
+  step "postBuild failed in the reused environment: building a fresh one"
+  fresh_venv
+  post_build || die "binder/postBuild failed in a fresh environment (output above)"
+fi
 chown -R "$reader:" "$base/book" "$base/home"
 chmod -R a+rX "$base/venv"
 
