@@ -41,7 +41,7 @@ from lab.kvm.kick import sigint_deferred
 
 
 @dataclass(frozen=True)
-class Path:
+class IoPath:
     """How one mode moves a request: the guest program, the device, and where the kick goes."""
 
     program: str                #: key of :data:`lab.devices.guests.PROGRAMS`
@@ -51,12 +51,12 @@ class Path:
 
 
 PATHS = {
-    "hvm": Path("hvm", "hvm"),
-    "pv": Path("pv", "pv"),
-    "virtio": Path("virtio", "virtio"),
-    "virtio_ioeventfd": Path("virtio", "virtio", ioeventfd=True),
-    "virtio_no_notify": Path("virtio_stream", "virtio", ioeventfd=True, suppress="no_notify"),
-    "virtio_event_idx": Path("virtio_stream", "virtio", ioeventfd=True, suppress="event_idx"),
+    "hvm": IoPath("hvm", "hvm"),
+    "pv": IoPath("pv", "pv"),
+    "virtio": IoPath("virtio", "virtio"),
+    "virtio_ioeventfd": IoPath("virtio", "virtio", ioeventfd=True),
+    "virtio_no_notify": IoPath("virtio_stream", "virtio", ioeventfd=True, suppress="no_notify"),
+    "virtio_event_idx": IoPath("virtio_stream", "virtio", ioeventfd=True, suppress="event_idx"),
 }
 MODES = tuple(PATHS)
 
