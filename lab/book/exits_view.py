@@ -1,6 +1,6 @@
 """The VMExit chapter's visible cells: a measurement the reader sets, Python vs C, the native floor.
 
-Like :mod:`lab.book.walk`, each cell calls the measuring code itself and
+Each cell calls the measuring code itself and
 hands the result to an object from here, which shows it next to what every
 recorded host answered (newest recording per host) and says which row is
 live and which is recorded. Without KVM (or with ``LAB_FORCE_RECORDED=1``)
