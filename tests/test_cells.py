@@ -91,6 +91,16 @@ def test_a_recorded_cell_shows_its_hosts_output_and_says_why(shell, synthetic_ro
         assert "lab-stale" not in text
 
 
+def test_the_pages_later_recorded_cells_name_the_host_briefly(shell, synthetic_roots, monkeypatch):
+    monkeypatch.setenv(dataset.FORCE_RECORDED_ENV, "1")
+    first, second = cells.marked_cells(KVM_PAGE)[:2]
+    magic = book_cells.KvmCells(shell, "kvm", synthetic_roots["forward"])
+    full, _, _ = _run(shell, magic, first.source)
+    brief, _, _ = _run(shell, magic, second.source)
+    assert dataset.FORCE_RECORDED_ENV in full and dataset.FORCE_RECORDED_ENV not in brief
+    assert FORWARD_ID in brief and "lab-fallback" in brief and synthetic.cell_text(synthetic.FORWARD, 2) in brief
+
+
 def test_the_newest_recorded_host_answers(shell, synthetic_roots, monkeypatch):
     monkeypatch.setenv(dataset.FORCE_RECORDED_ENV, "1")
     first = cells.marked_cells(KVM_PAGE)[0]

@@ -72,6 +72,7 @@ class KvmCells:
 
     def __init__(self, shell: Any, page: str, root: str | Path | None = None):
         self.shell, self.page, self.root = shell, page, root
+        self._noted: set[tuple[str, str]] = set()  # (host, recording) whose whole note this page has shown
 
     def recorded(self, body: str, why: str) -> Replayed:
         """What the cell with code ``body`` shows without KVM (``why``: :func:`lab.bench.dataset.why_not_live`)."""
@@ -84,7 +85,10 @@ class KvmCells:
         if match.empty:
             return Replayed(fallback.cell_changed_note(rows.iloc[0], self.page, reason), [])
         row = match.iloc[0]
-        return Replayed(fallback.cell_note(row, reason), recorded_cells.outputs_of(row))
+        seen = (str(row["host_id"]), str(row["recorded_at"]))
+        note = fallback.cell_note(row, reason, short=seen in self._noted)
+        self._noted.add(seen)
+        return Replayed(note, recorded_cells.outputs_of(row))
 
     def __call__(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True

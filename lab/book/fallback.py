@@ -138,10 +138,15 @@ def data_set_note(ds: dataset.DataSet, resource: str, text: str = "") -> Note:
 
 # --------------------------------------------------------------------------- the %%kvm cells (lab.book.cells)
 
-def cell_note(row: Mapping[str, Any], reason: str) -> Note:
-    """Above a ``%%kvm`` cell's recorded output: the same code's output on which host, when, and why not here."""
+def cell_note(row: Mapping[str, Any], reason: str, short: bool = False) -> Note:
+    """Above a ``%%kvm`` cell's recorded output: the same code's output on which host, when, and why not here
+    (``short``: the host and the time only, for the page's later cells from the same recording)."""
     when = row["recorded_at"]
     recorded = f"{when:%Y-%m-%d %H:%M} UTC" if isinstance(when, datetime) else str(when)
+    if short:
+        return Note(title="記録済みの出力です",
+                    body=f"ホスト {row['host_id']} で {recorded} に同じコードが出力したものです"
+                         "(ここで実行しない理由は、このページで最初に示した注のとおりです)。")
     return Note(
         title="記録済みの出力です",
         body=(f"{reason}ため、このセルはここでは実行していません。以下は、ホスト {row['host_id']}"
