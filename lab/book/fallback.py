@@ -13,10 +13,13 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.bench import dataset
 from lab.book.backend import backend_ja
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Set this environment variable to see the recorded view on a KVM host.
 FORCE_RECORDED_ENV = dataset.FORCE_RECORDED_ENV
@@ -43,6 +46,20 @@ class Note:
 
     def __repr__(self) -> str:
         return str(self)
+
+
+class NotedTable:
+    """A table with the note above it that says where its rows come from (HTML in notebooks and the
+    static book, text elsewhere); empty cells show as "-"."""
+
+    def __init__(self, note: Note, frame: pd.DataFrame):
+        self.note, self.frame = note, frame
+
+    def _repr_html_(self) -> str:
+        return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
+
+    def __repr__(self) -> str:
+        return f"{self.note}\n{self.frame.to_string(index=False)}"
 
 
 def recorded_note(*, reason: str, host_id: str, recorded: str, detail: str = "") -> Note:

@@ -77,19 +77,6 @@ def bad_guest_words(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["action", "outcome", "result"])
 
 
-class Shown:
-    """A table and the note above it (HTML in notebooks and the static book, text elsewhere)."""
-
-    def __init__(self, frame: pd.DataFrame, note: fallback.Note):
-        self.frame, self.note = frame, note
-
-    def _repr_html_(self) -> str:
-        return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
-
-    def __repr__(self) -> str:
-        return f"{self.note}\n{self.frame.to_string(index=False)}"
-
-
 def _errors(root: str | None) -> pd.DataFrame:
     frames = [ds.get("tour", section="errors") for ds in pages.every_host(PAGE, root) if ds.has("tour")]
     if not frames:
@@ -97,7 +84,7 @@ def _errors(root: str | None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).sort_values(["host_id", "step"]).reset_index(drop=True)
 
 
-def bad_guests(root: str | None = None) -> Shown:
+def bad_guests(root: str | None = None) -> fallback.NotedTable:
     """How each misbehaving guest ended on every recorded host (newest recording each): a typed error, never a hang."""
     rec = _errors(root)
     frame = bad_guest_words(rec)
@@ -107,7 +94,7 @@ def bad_guests(root: str | None = None) -> Shown:
                          "; ".join(f"ホスト {h}({fallback.host_detail(g.iloc[-1])})、"
                                    f"{pd.Timestamp(g.iloc[-1]['recorded_at']):%Y-%m-%d %H:%M} UTC 記録"
                                    for h, g in rec.groupby("host_id")))
-    return Shown(frame, note)
+    return fallback.NotedTable(note, frame)
 
 
 def hypercall_words(root: str | None = None) -> str:
