@@ -27,14 +27,16 @@ from typing import Any
 import pandas as pd
 
 from lab import datapackage, transcripts
-from lab.bench import exits, harness, native, qemu_io, reference, tour
+from lab.bench import cells, exits, harness, native, qemu_io, reference, tour
 from lab.bench import io as bench_io
 
 FORWARD, REVERSED = "forward", "reversed"
 FORWARD_ID, REVERSED_ID, OTHER_ID = "intel-5f0a0001", "amd-5f0a0002", "intel-5f0a0003"
 SYNTHETIC_IDS = (FORWARD_ID, REVERSED_ID, OTHER_ID)
 #: Every resource a synthetic host can have (the benchmarks' resource names).
-RESOURCES = ("exits", "native", "reference", "tour", "io", "notify", "qemu-io", "transcripts")
+RESOURCES = ("exits", "native", "reference", "tour", "io", "notify", "qemu-io", "transcripts", "cells")
+#: The chapter whose %%kvm cells a synthetic host records (each cell prints one known line).
+CELLS_PAGE = "chapters/kvm/kvm.md"
 #: When the first synthetic recording was made; a host's resources follow it minute by minute.
 BASE = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -185,6 +187,20 @@ def _transcript_rows(host_id: str) -> list[dict[str, Any]]:
             for c, out in commands.items()]
 
 
+def cell_text(profile: str, ordinal: int) -> str:
+    """What the synthetic host's ``%%kvm`` cell number ``ordinal`` printed."""
+    return f"SYNTHETIC {profile} output of %%kvm cell {ordinal}\n"
+
+
+def _cell_rows(profile: str, page: str = CELLS_PAGE) -> list[dict[str, Any]]:
+    """One row per %%kvm cell of ``page`` as it is now (so the keys match), each printing :func:`cell_text`."""
+    from lab.paths import REPO_ROOT
+
+    marked = cells.marked_cells(REPO_ROOT / page)
+    return [{**c.as_row(), "outputs": json.dumps([{"output_type": "stream", "name": "stdout",
+                                                    "text": cell_text(profile, c.ordinal)}])} for c in marked]
+
+
 def make_host(root: str | Path, host_id: str, profile: str = FORWARD, *, scale: float = 1.0,
               start: datetime = BASE, resources: tuple[str, ...] = RESOURCES, backend: str | None = None) -> Path:
     """Write one synthetic host's package under ``root``; returns its folder. ``backend`` replaces the
@@ -230,6 +246,8 @@ def make_host(root: str | Path, host_id: str, profile: str = FORWARD, *, scale: 
             add("notify", _notify_rows(profile, scale), bench_io.FIELDS, "notify")
         elif resource == "qemu-io":
             add("qemu-io", _qemu_io_rows(profile), qemu_io.FIELDS, "qemu-io")
+        elif resource == "cells":
+            add(cells.RESOURCE, _cell_rows(profile), cells.FIELDS, "cells")
         elif resource == "transcripts":
             add(transcripts.RESOURCE, _transcript_rows(host_id), transcripts.FIELDS, "transcripts")
         else:

@@ -1,4 +1,4 @@
-"""The KVM chapter's tour: recorded as machine values, put into words by the book layer."""
+"""The KVM chapter's misbehaving guests: recorded as machine values, put into words by the chapter module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from lab.bench import harness
 from lab.bench import tour as bench_tour
-from lab.book import kvm as book_kvm
+from lab.book.chapters import kvm as chapter
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
@@ -26,22 +26,16 @@ def test_recorded_tour_holds_machine_values_only():
 
 def test_the_book_puts_the_recording_into_words():
     rec = harness.load_measured("tour")
-    hello = book_kvm.tour_words(rec[rec["section"] == "hello"])
-    assert hello.loc[0, "action"] == "/dev/kvm を開く" and hello.loc[0, "result"] == "API version 12"
-    assert "12288 バイト" in hello["result"].tolist()
-    assert "exit: io out port=0x3f8 size=1 data=b'H' (rip=0x1006)" in hello["result"].tolist()
-    errors = book_kvm.tour_words(rec[rec["section"] == "errors"])
+    errors = chapter.bad_guest_words(rec[rec["section"] == "errors"])
     spin = errors[errors["outcome"] == "RunTimeout"].iloc[0]
     assert spin["action"].startswith("spin: ") and spin["result"].endswith("[1.0 s]")
 
 
 @pytest.mark.kvm
-def test_live_tour_steps_and_their_words():
-    steps = bench_tour.hello_steps()
-    assert [s.action for s in steps][:3] == ["open", "check_extension", "vcpu_mmap_size"]
-    assert steps[0].values == {"api_version": 12}
-    serial = next(s for s in steps if s.action == "serial")
-    assert serial.values == {"text": "Hi\n"}
+def test_live_bad_guests_end_in_typed_errors_and_their_words():
+    steps = bench_tour.bad_guest_steps(timeout_s=1.0)
+    assert [s.action for s in steps] == list(bench_tour.ERROR_ACTIONS)
+    assert [s.outcome for s in steps][:3:2] == ["GuestShutdown", "RunTimeout"]
     frame = bench_tour.to_frame(steps, {"host_id": "intel-00000000", "recorded_at": "2026-11-27T00:00:00+00:00"})
-    words = book_kvm.tour_words(frame)
-    assert words.iloc[-1]["result"] == "fd とマッピングを解放した"
+    words = chapter.bad_guest_words(frame)
+    assert words.iloc[0]["action"].startswith("triple_fault: ") and words.iloc[2]["result"].endswith(" s]")

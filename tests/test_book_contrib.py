@@ -30,5 +30,5 @@ def test_the_resources_table_says_which_host_lacks_what(tmp_path):
     frame = book_contrib.resources_frame(tmp_path).set_index("ホスト")
     assert set(frame.columns) == set(BENCHES)
     assert (frame.loc[synthetic.FORWARD_ID] == book_contrib.HAS).all()
-    assert {r for r in BENCHES if frame.loc[synthetic.OTHER_ID, r] == book_contrib.LACKS} == {"qemu-io", "reference",
-                                                                                         "notify"}
+    assert {r for r in BENCHES if frame.loc[synthetic.OTHER_ID, r] == book_contrib.LACKS} == {
+        "qemu-io", "reference", "cells", "notify"}

@@ -9,9 +9,9 @@ from synthetic import FORWARD_ID, REVERSED_ID
 
 from lab.book import backend, compare, vmm_words
 from lab.book import kvm as book_kvm
+from lab.book.chapters import kvm as kvm_chapter
 from lab.book.exits_view import Floor, Measurement, SideBySide
 from lab.book.virtio_view import Paths, ring_view
-from lab.book.walk import Walk, hypercall_words
 from lab.devices.driver import DriverQueue
 from lab.devices.memory import GuestMemory
 from lab.devices.models import VirtioDevice
@@ -126,19 +126,15 @@ def test_guest_errors_are_said_from_their_record():
     assert "サブエラー 1" in vmm_words.say(internal.record())
 
 
-def test_walk_shows_the_recorded_hosts_answers(recorded_only, synthetic_roots):
-    walk = Walk(root=synthetic_roots["forward"])
-    assert not walk.live
-    shown = walk.show("open")
-    assert len(shown.steps) == 1 and {s.host_id for s in shown.steps} == {FORWARD_ID}
-    assert "lab-fallback" in shown._repr_html_() and FORWARD_ID in shown.note.body
-    runs = walk.show("run")
-    assert len(runs.steps) == 4 and len(walk.show("run", n=1).frame) == 1
-    assert [s.outcome for s in walk.show("triple_fault").steps] == ["GuestShutdown"]
+def test_the_bad_guests_table_shows_every_recorded_host(synthetic_roots):
+    shown = kvm_chapter.bad_guests(synthetic_roots["both"])
+    assert set(shown.frame["ホスト"]) == {FORWARD_ID, REVERSED_ID}
+    assert FORWARD_ID in shown.note.body and REVERSED_ID in shown.note.body
+    assert "GuestShutdown" in set(shown.frame["結末"])
 
 
-def test_walk_with_another_data_root_names_its_host(recorded_only, synthetic_roots):
-    assert REVERSED_ID in repr(Walk(root=synthetic_roots["reversed"]).show("open"))
+def test_hypercall_words_follow_each_recorded_host(synthetic_roots):
+    hypercall_words = kvm_chapter.hypercall_words
     forward, reversed_ = hypercall_words(synthetic_roots["forward"]), hypercall_words(synthetic_roots["reversed"])
     assert FORWARD_ID in forward and REVERSED_ID in reversed_ and forward.replace(FORWARD_ID, "") != \
         reversed_.replace(REVERSED_ID, "").replace("vmmcall", "vmcall")
@@ -201,7 +197,7 @@ def test_the_visible_cells_call_the_api(path):
     visible = [c.source for c in nb.cells if c.cell_type == "code"
                and "remove-cell" not in c.metadata.get("tags", []) and "remove-input" not in c.metadata.get("tags", [])]
     code = "\n".join(visible)
-    needed = {"chapters/kvm/kvm.md": ["kvm.open()", "create_vm(", "add_memory(", "create_vcpu(", ".run(",
+    needed = {"chapters/kvm/kvm.md": ["kvm.open()", "create_vm(", "add_memory(", "create_vcpu(", ".run_until(",
                                       "guests.hello("],
               "chapters/kvm/vmexit.md": ["measure_kind(", "reference.compare(", "native.loop_cycles(",
                                          "iterations, repeat"],
@@ -209,18 +205,3 @@ def test_the_visible_cells_call_the_api(path):
                                         "bench_io.run("]}[path]
     assert all(n in code for n in needed), [n for n in needed if n not in code]
     assert all(len(s.splitlines()) <= 16 for s in visible), [s for s in visible if len(s.splitlines()) > 16]
-
-
-@pytest.mark.kvm
-def test_walk_live_records_this_run():
-    from lab import guests, kvm
-
-    walk = Walk()
-    if not walk.live:
-        pytest.skip(walk.reason)
-    with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
-        vm.load(guests.hello("ok"))
-        vcpu = vm.create_vcpu(mode="real", entry=guests.CODE_ADDR)
-        walk.record_exit(vcpu.run(timeout_s=5))
-    shown = walk.show("run")
-    assert "b'o'" in repr(shown) and "lab-live" in shown._repr_html_()

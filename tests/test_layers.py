@@ -49,3 +49,32 @@ def test_a_violation_breaks_the_contract(tmp_path, module, line, contract):
     assert out.returncode != 0, out.stdout
     broken = out.stdout.split("Broken contracts")[-1]
     assert contract in broken and "_violation" in broken, out.stdout
+
+
+#: What a chapter module (lab/book/chapters/<page>.py) may import directly (lab.book's docstring).
+CHAPTER_MAY_IMPORT = ("lab.kvm", "lab.guests", "lab.devices", "lab.host", "lab.analysis", "lab.book.pages",
+                      "lab.book.cells", "lab.book.fallback", "lab.book.backend", "lab.book.vmm_words",
+                      "lab.book.guests", "lab.book.plots", "lab.book.widgets", "pandas", "matplotlib", "IPython",
+                      "__future__", "json", "typing", "dataclasses", "collections")
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module in ("lab", "lab.book"):  # from lab import kvm
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_a_chapter_module_imports_only_what_the_docstring_allows():
+    modules = sorted((REPO_ROOT / "lab" / "book" / "chapters").glob("[!_]*.py"))
+    assert modules, "no chapter module under lab/book/chapters"
+    for path in modules:
+        bad = {n for n in _imports(path) if not any(n == a or n.startswith(a + ".") for a in CHAPTER_MAY_IMPORT)}
+        assert not bad, f"{path.name} imports {sorted(bad)}: see lab.book's docstring for what a chapter may import"

@@ -10,7 +10,8 @@ The shared machinery (statistics, provenance, progress, recording) is in
 * :mod:`lab.bench.exits` - what one VMExit costs, per kind;
 * :mod:`lab.bench.io` - the same requests through an emulated, a PV and a virtio device (``io``), and
   through virtio over ioeventfd with and without kick suppression (``notify``);
-* :mod:`lab.bench.tour` - the KVM chapter's step-by-step walk, recorded;
+* :mod:`lab.bench.tour` - the misbehaving guests of the KVM chapter, recorded on each host;
+* :mod:`lab.bench.cells` - what the chapters' ``%%kvm`` cells printed on a KVM host (their recorded outputs);
 * :mod:`lab.bench.reference` - the same guest bytes under this Python VMM and a C VMM;
 * :mod:`lab.bench.native` - the guest's empty loop run natively on the host;
 * :mod:`lab.bench.qemu_io` - register accesses per disk request in QEMU's real device models.
@@ -20,4 +21,4 @@ Where recordings go (``--root``, checked before anything is measured): :mod:`lab
 
 # The registry first: a benchmark module may import Bench and register from lab.bench itself.
 from lab.bench.registry import BENCHES, Bench, register  # noqa: F401  # isort: skip
-from lab.bench import exits, io, native, qemu_io, reference, tour  # noqa: F401  (each registers its benchmark)
+from lab.bench import cells, exits, io, native, qemu_io, reference, tour  # noqa: F401  (each registers its benchmark)

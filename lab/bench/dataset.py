@@ -18,7 +18,7 @@ Every page of the book that shows measurements takes them from one
 3. **Which recordings.** From that host, the newest recording of each
    resource (one ``recorded_at``). A resource whose recordings each cover one
    part of it (:data:`PARTS`: the exits benchmark is recorded once per guest
-   mode, a transcript once per command) gives the newest recording of each part.
+   mode, a transcript once per command, a page's ``%%kvm`` cells once per page) gives the newest recording of each part.
 4. **What is missing.** A needed resource the host lacks is in
    :attr:`DataSet.missing`; :meth:`DataSet.get` raises :class:`MissingResource`
    for it, and the page says so where that resource would be shown.
@@ -51,7 +51,7 @@ FORCED = f"{FORCE_RECORDED_ENV} is set"
 ASKED = "the page shows recorded data (live=False)"
 
 #: Resources recorded one part at a time: the columns that name the part.
-PARTS: dict[str, tuple[str, ...]] = {"exits": ("mode",), "transcripts": ("command",)}
+PARTS: dict[str, tuple[str, ...]] = {"exits": ("mode",), "transcripts": ("command",), "cells": ("page",)}
 
 #: How the host of a data set was chosen (machine values; the book words them).
 LIVE, NAMED, NEWEST_COMPLETE, NEWEST_PARTIAL, EVERY_HOST = (

@@ -1,13 +1,15 @@
-"""The KVM chapter's walk through the mini VMM, step by step, as machine values.
+"""How the KVM chapter's misbehaving guests end on a host, as machine values.
 
-:func:`hello_steps` performs, one call at a time, what every VMM does to run
-a guest (open ``/dev/kvm``, create a VM, give it memory, create a vCPU, set
-its registers, run it, handle its exits) and returns one :class:`Step` per
-call: an action id, the ioctl(s) behind it and the values that came back.
-:func:`bad_guest_steps` runs the guests that misbehave and says how each one
-ended. Both are recorded by ``python -m lab record`` (resource ``tour``) so
-that a reader without KVM sees what a real host answered; the book layer
-(:mod:`lab.book.kvm`) turns the ids and values into sentences.
+:func:`bad_guest_steps` runs the guests that misbehave (a triple fault, a
+jump to unmapped memory, a guest that never exits) and one hypercall, and
+says how each one ended: a typed error, never a hang. Recorded by
+``python -m lab record --only tour`` (resource ``tour``, section ``errors``),
+so that the chapter can compare every recorded host; the book layer
+(:mod:`lab.book.chapters.kvm`) turns the ids and values into sentences.
+
+The section ``hello`` (the step-by-step run of the hello guest) is only in
+older recordings: the chapter's ``%%kvm`` cells now show that run
+(:mod:`lab.bench.cells`), and the schema keeps accepting those rows.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from lab import guests, host, kvm
 from lab.bench import exits as bench_exits
 from lab.bench.harness import RECORDING_KEY
 from lab.bench.registry import Bench, register
-from lab.kvm.constants import KVM_CAP_IOEVENTFD, KVM_CAP_NR_MEMSLOTS, KVM_CAP_USER_MEMORY
 from lab.kvm.exits import Exit  # the type (lab.kvm re-exports it)
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: measuring needs only the stdlib
     import pandas as pd
 
-#: Action ids of the hello walk, in order (the book has a sentence for each).
+#: Action ids of the hello walk, in order (section ``hello`` of older recordings only).
 HELLO_ACTIONS = ("open", "check_extension", "vcpu_mmap_size", "create_vm", "set_memory", "load",
                  "create_vcpu", "run", "serial", "close")
 #: The misbehaving guests, then the single hypercall.
@@ -61,41 +62,6 @@ def _exit_values(ex: Exit) -> dict[str, Any]:
     if isinstance(values.get("data"), bytes):
         values["data"] = values["data"].hex()
     return values
-
-
-def hello_steps(device: str = kvm.DEVICE) -> list[Step]:
-    """Run :data:`lab.guests.HELLO` step by step; one :class:`Step` per call."""
-    steps: list[Step] = []
-
-    def add(action: str, ioctl: str, **values: Any) -> None:
-        steps.append(Step("hello", len(steps) + 1, action, ioctl, values=values))
-
-    with kvm.open(device) as system:
-        add("open", "open + KVM_GET_API_VERSION", api_version=system.api_version())
-        caps = {name: system.check_extension(cap) for name, cap in
-                (("KVM_CAP_USER_MEMORY", KVM_CAP_USER_MEMORY), ("KVM_CAP_NR_MEMSLOTS", KVM_CAP_NR_MEMSLOTS),
-                 ("KVM_CAP_IOEVENTFD", KVM_CAP_IOEVENTFD))}
-        add("check_extension", "KVM_CHECK_EXTENSION", **caps)
-        add("vcpu_mmap_size", "KVM_GET_VCPU_MMAP_SIZE", bytes=system.vcpu_mmap_size())
-        with system.create_vm() as vm:
-            add("create_vm", "KVM_CREATE_VM")
-            slot = vm.add_memory(0, 64 * 1024)
-            add("set_memory", "mmap + KVM_SET_USER_MEMORY_REGION", guest_addr=slot.guest_addr, size=slot.size)
-            vm.load(guests.HELLO)
-            add("load", "", bytes=len(guests.HELLO.code), origin=guests.HELLO.origin)
-            vcpu = vm.create_vcpu(mode="real", entry=guests.HELLO.origin)
-            add("create_vcpu", "KVM_CREATE_VCPU + mmap, KVM_SET_SREGS, KVM_SET_REGS",
-                mode="real", cs_base=vcpu.get_sregs().cs.base, rip=vcpu.get_regs().rip)
-            serial = b""
-            for _ in range(16):
-                ex = vcpu.run_until(timeout_s=5)
-                add("run", "KVM_RUN", **_exit_values(ex))
-                if not isinstance(out := ex.exit, kvm.exits.IoOut):
-                    break
-                serial += out.data
-            add("serial", "", text=serial.decode("ascii", "replace"))
-    add("close", "munmap + close")
-    return steps
 
 
 def _bad_guest(program: guests.Program, step: int, timeout_s: float) -> Step:
@@ -155,10 +121,7 @@ def to_frame(steps: Sequence[Step], prov: dict) -> pd.DataFrame:
 
 
 def _measure(args: argparse.Namespace, progress: Any) -> list[Step]:
-    steps = hello_steps()
-    if progress:
-        progress.step("hello")
-    steps += bad_guest_steps()
+    steps = bad_guest_steps()
     if progress:
         progress.step("errors")
     return steps
@@ -172,13 +135,13 @@ def _show(steps: Sequence[Step]) -> None:
 
 BENCH = register(Bench(
     name="tour",
-    help="the KVM chapter's walk: run the hello guest step by step, then the misbehaving guests",
+    help="the KVM chapter's misbehaving guests: how each one ends on this host",
     add_args=lambda p: None,
     measure=_measure,
     to_frame=to_frame,
     fields=FIELDS,
-    description="transcript of the KVM chapter's step-by-step run and of the misbehaving guests (lab.bench.tour)",
-    steps=lambda args: 2,
+    description="how the KVM chapter's misbehaving guests ended on this host (lab.bench.tour)",
+    steps=lambda args: 1,
     show=_show,
     as_json=lambda steps: [s.as_row() for s in steps],
     ok=lambda steps: True,

@@ -1,6 +1,6 @@
 """The VMExit chapter's visible cells: a measurement the reader sets, Python vs C, the native floor.
 
-Like :mod:`lab.book.walk`, each cell calls the measuring code itself and
+Each cell calls the measuring code itself and
 hands the result to an object from here, which shows it next to what every
 recorded host answered (newest recording per host) and says which row is
 live and which is recorded. Without KVM (or with ``LAB_FORCE_RECORDED=1``)
@@ -48,17 +48,6 @@ NOT_RECORDED = "記録なし"
 def _this_host() -> str:
     p = host.probe(libvirt_uris=())
     return f"{p.host_id}(この機械、{backend_short(p.kvm.backend, p.runs_in_vm)}、いま測定)"
-
-
-class _Shown:
-    def __init__(self, note: fallback.Note, frame: pd.DataFrame):
-        self.note, self.frame = note, frame
-
-    def _repr_html_(self) -> str:
-        return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
-
-    def __repr__(self) -> str:
-        return f"{self.note}\n{self.frame.to_string(index=False)}"
 
 
 class _Cell:
@@ -123,7 +112,7 @@ class Measurement(_Cell):
                                 "四分位範囲": f"{s.get('q1', 0):.0f}–{s.get('q3', 0):.0f}",
                                 "回数 × 繰り返し": f"{result.iterations} × {result.repeat}"})
 
-    def show(self) -> _Shown:
+    def show(self) -> fallback.NotedTable:
         rec = self.recorded(kind=self.kind, mode=self.mode, status="ok")
         rows = list(self._live_rows) + [
             {"ホスト": host_words(r), "サイクル/回(中央値)": round(r["cycles_per_exit"]),
@@ -132,7 +121,7 @@ class Measurement(_Cell):
         frame = pd.DataFrame(rows, columns=["ホスト", "サイクル/回(中央値)", "四分位範囲", "回数 × 繰り返し"])
         frame = self._with_lacking(frame)
         frame.insert(0, "種類", KIND_JA.get(self.kind, self.kind))
-        return _Shown(self._note(rec), frame)
+        return fallback.NotedTable(self._note(rec), frame)
 
 
 class SideBySide(_Cell):
@@ -147,7 +136,7 @@ class SideBySide(_Cell):
         here = _this_host()
         self._live_rows += [{**r, "ホスト": here} for r in rows]
 
-    def show(self) -> _Shown:
+    def show(self) -> fallback.NotedTable:
         rec = self.recorded()
         rows = [{"ホスト": r["ホスト"], "kind": r["kind"], "python": r["python"], "c": r["c"]} for r in self._live_rows]
         rows += [{"ホスト": host_words(r), "kind": r["kind"], "python": r["python_cycles"], "c": r["c_cycles"]}
@@ -158,7 +147,7 @@ class SideBySide(_Cell):
                               "C の VMM(サイクル/回)": f["c"].round(0).astype(int),
                               "Python − C": [f"{100 * (p - c) / c:+.0f} %"
                                              for p, c in zip(f["python"], f["c"], strict=True)]})
-        return _Shown(self._note(rec), self._with_lacking(frame))
+        return fallback.NotedTable(self._note(rec), self._with_lacking(frame))
 
 
 class Floor(_Cell):
@@ -191,7 +180,7 @@ class Floor(_Cell):
             rows.append({"host": host_words(r), "guest": guest, "native": float(r["cycles_per_iteration"])})
         return rows
 
-    def show(self) -> _Shown:
+    def show(self) -> fallback.NotedTable:
         rows = self.recorded_rows()
         if self._native is not None:
             rows.insert(0, {"host": _this_host(), "guest": self._guest, "native": self._native})
@@ -203,4 +192,4 @@ class Floor(_Cell):
             "比(ゲスト ÷ ホスト)": ["-" if pd.isna(g) else f"{g / n:,.0f} 倍"
                                    for g, n in zip(f["guest"], f["native"], strict=True)],
         })
-        return _Shown(self._note(self.recorded()), self._with_lacking(frame))
+        return fallback.NotedTable(self._note(self.recorded()), self._with_lacking(frame))

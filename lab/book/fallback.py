@@ -13,10 +13,13 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.bench import dataset
 from lab.book.backend import backend_ja
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Set this environment variable to see the recorded view on a KVM host.
 FORCE_RECORDED_ENV = dataset.FORCE_RECORDED_ENV
@@ -43,6 +46,20 @@ class Note:
 
     def __repr__(self) -> str:
         return str(self)
+
+
+class NotedTable:
+    """A table with the note above it that says where its rows come from (HTML in notebooks and the
+    static book, text elsewhere); empty cells show as "-"."""
+
+    def __init__(self, note: Note, frame: pd.DataFrame):
+        self.note, self.frame = note, frame
+
+    def _repr_html_(self) -> str:
+        return self.note._repr_html_() + self.frame.to_html(index=False, na_rep="-")
+
+    def __repr__(self) -> str:
+        return f"{self.note}\n{self.frame.to_string(index=False)}"
 
 
 def recorded_note(*, reason: str, host_id: str, recorded: str, detail: str = "") -> Note:
@@ -134,3 +151,49 @@ def data_set_note(ds: dataset.DataSet, resource: str, text: str = "") -> Note:
     note = recorded_from(row, reason_ja(str(ds.reason)))
     chosen = chosen_ja(ds)
     return Note(note.title, note.body + (f"。{chosen}。" if chosen else "") + text, note.kind, note.css_class)
+
+
+# --------------------------------------------------------------------------- the %%kvm cells (lab.book.cells)
+
+def cell_note(row: Mapping[str, Any], reason: str, short: bool = False) -> Note:
+    """Above a ``%%kvm`` cell's recorded output: the same code's output on which host, when, and why not here
+    (``short``: the host and the time only, for the page's later cells from the same recording)."""
+    when = row["recorded_at"]
+    recorded = f"{when:%Y-%m-%d %H:%M} UTC" if isinstance(when, datetime) else str(when)
+    if short:
+        return Note(title="記録済みの出力です",
+                    body=f"ホスト {row['host_id']} で {recorded} に同じコードが出力したものです"
+                         "(ここで実行しない理由は、このページで最初に示した注のとおりです)。")
+    return Note(
+        title="記録済みの出力です",
+        body=(f"{reason}ため、このセルはここでは実行していません。以下は、ホスト {row['host_id']}"
+              f"({host_detail(row)})で {recorded} にこのページを実行したとき、"
+              "このセルと同じコードが出力したものです。"),
+    )
+
+
+def _record_hint(page: str) -> str:
+    return f"KVM のある機械で `python -m lab record --only cells --page {page}` を実行すると記録し直せます。"
+
+
+def cell_changed_note(row: Mapping[str, Any], page: str, reason: str) -> Note:
+    """A ``%%kvm`` cell whose code has no recording: it was changed or added after the page was recorded."""
+    return Note(
+        title="このセルの記録はありません",
+        body=(f"{reason}ため、このセルはここでは実行していません。ホスト {row['host_id']} がこのページを記録した後に"
+              "このセルのコードが書き換えられた(または加えられた)ので、そのときの出力は今のコードの出力ではなく、"
+              f"示しません。{_record_hint(page)}"),
+        kind="warning",
+        css_class="lab-fallback lab-stale",
+    )
+
+
+def cell_missing_note(host_id: str, page: str, reason: str) -> Note:
+    """A ``%%kvm`` cell of a page that its recorded host never recorded."""
+    return Note(
+        title="このセルの記録はありません",
+        body=(f"{reason}ため、このセルはここでは実行していません。このページのデータのホスト {host_id} には"
+              f"このページのセルの記録がないので、示す出力がありません。{_record_hint(page)}"),
+        kind="warning",
+        css_class="lab-fallback lab-missing",
+    )

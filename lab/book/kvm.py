@@ -1,4 +1,4 @@
-"""What the two KVM chapters show: live on a KVM host, recorded otherwise.
+"""What the VMExit chapter shows: live on a KVM host, recorded otherwise (the KVM chapter: lab.book.chapters.kvm).
 
 Every function returns a :class:`Shown`: a table plus a sentence (in
 Japanese) that says where the numbers come from. With a usable ``/dev/kvm``
@@ -20,12 +20,10 @@ from matplotlib.figure import Figure
 from lab import datapackage, published
 from lab.analysis import vmexit as analysis_vmexit
 from lab.bench import exits as bench_exits
-from lab.bench import tour as bench_tour
 from lab.book import fallback, pages, plots
 from lab.book.backend import backend_short
-from lab.book.fallback import live_reason  # noqa: F401  (the chapters ask it)
+from lab.book.fallback import live_reason  # noqa: F401  (the VMExit chapter asks it)
 from lab.book.vmm_words import say
-from lab.kvm import ioctl_numbers
 
 KIND_LABELS = {
     "loop": "空ループ(exit なし)",
@@ -67,50 +65,7 @@ def _missing(ds: Any, resource: str) -> Shown:
     return Shown(pd.DataFrame(), ds.live, ds.host_id, fallback.missing_note(ds, resource))
 
 
-# --------------------------------------------------------------------------- the KVM chapter
-
-#: The tour's action ids (lab.bench.tour) in words.
-ACTIONS_JA = {
-    "open": "/dev/kvm を開く", "check_extension": "機能を問い合わせる", "vcpu_mmap_size": "vCPU 共有領域の大きさ",
-    "create_vm": "VM を作る", "set_memory": "ゲストのメモリを与える", "load": "プログラムを置く",
-    "create_vcpu": "vCPU を作りレジスタを設定する", "run": "実行する", "serial": "シリアルポートに届いた文字",
-    "close": "すべて閉じる",
-}
-NO_IOCTL_JA = {"load": "(メモリへの書き込み)"}
-BAD_GUESTS_JA = {
-    "triple_fault": "IDT のない状態で未定義命令 (ud2) を実行",
-    "jump_unmapped": "メモリのないアドレスへジャンプ",
-    "spin": "ずっと終わらない (jmp .)",
-    "hypercall_once": "保護モードで {insn} を 1 回",
-}
 MODES_JA = {"real": "リアルモード", "protected32": "32 ビット保護モード", "long64": "64 ビットモード"}
-
-
-def _exit_words(v: dict[str, Any]) -> str:
-    if v["reason"] == "io":
-        data = bytes.fromhex(v.get("data", ""))
-        # recordings before the typed exits say "direction"; typed ones name the exit type
-        direction = v.get("direction") or ("out" if v.get("exit") == "IoOut" else "in")
-        return f"exit: io {direction} port={v['port']:#x} size={v['size']} data={data!r} (rip={v['rip']:#x})"
-    return f"exit: {v['reason']} (rip={v['rip']:#x})"
-
-
-def _result_words(action: str, v: dict[str, Any]) -> str:
-    """What a step of the hello walk answered, as the chapter says it."""
-    words = {
-        "open": lambda: f"API version {v['api_version']}",
-        "check_extension": lambda: ", ".join(f"{k}={n}" for k, n in v.items()),
-        "vcpu_mmap_size": lambda: f"{v['bytes']} バイト",
-        "create_vm": lambda: "VM の fd を得た",
-        "set_memory": lambda: (f"ゲスト物理 {v['guest_addr']:#x}-{v['guest_addr'] + v['size'] - 1:#x} "
-                               f"({v['size'] // 1024} KiB)"),
-        "load": lambda: f"{v['bytes']} バイトを {v['origin']:#x} へ",
-        "create_vcpu": lambda: f"{MODES_JA[v['mode']]}: CS.base={v['cs_base']:#x}, RIP={v['rip']:#x}",
-        "run": lambda: _exit_words(v),
-        "serial": lambda: repr(v["text"]),
-        "close": lambda: "fd とマッピングを解放した",
-    }
-    return words[action]()
 
 
 def _error(cell: Any) -> dict[str, Any] | None:
@@ -124,53 +79,6 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
-def tour_words(steps: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the ``tour`` resource (machine values) in words: step, action, ioctl, outcome, result."""
-    rows = []
-    for r in steps.itertuples(index=False):
-        v = json.loads(r.values)
-        if r.section == "hello":
-            action, result = ACTIONS_JA[r.action], _result_words(r.action, v)
-        else:
-            action = f"{r.action}: {BAD_GUESTS_JA[r.action].format(**v)}"
-            result = say(v.get("error"), _text(r.message)) or "ハイパーコールは完了した"
-            if pd.notna(r.seconds):
-                result += f" [{r.seconds:.1f} s]"
-        rows.append({"step": r.step, "action": action, "ioctl": _text(r.ioctl) or NO_IOCTL_JA.get(r.action, "-"),
-                     "outcome": r.outcome, "result": result})
-    return pd.DataFrame(rows)
-
-
-def _tour_table(section: str, cols: dict[str, str], root: str | None = None) -> Shown:
-    """A table of the tour: run live when KVM is usable, else the page's recorded host's ``section``."""
-    ds = pages.data("kvm", root)
-    if ds.live:
-        run = bench_tour.hello_steps if section == "hello" else bench_tour.bad_guest_steps
-        ds.put("tour", pd.DataFrame([s.as_row() for s in run()]).assign(host_id=ds.host_id))
-    if not ds.has("tour"):
-        return _missing(ds, "tour")
-    frame = tour_words(ds.get("tour", section=section))[list(cols)].rename(columns=cols)
-    said = "この表は、いまこの機械で実際に実行した結果です。" if ds.live else ""
-    return Shown(frame, ds.live, ds.host_id, fallback.data_set_note(ds, "tour", said))
-
-
-def tour(root: str | None = None) -> Shown:
-    """The step-by-step run of the hello guest."""
-    return _tour_table("hello", {"step": "手順", "action": "すること", "ioctl": "ioctl", "result": "結果"}, root)
-
-
-def bad_guests(root: str | None = None) -> Shown:
-    """How each misbehaving guest ended on every recorded host (newest recording each): a typed error, never a hang."""
-    cols = {"host_id": "ホスト", "action": "ゲスト", "outcome": "結末", "result": "VMM のメッセージ"}
-    rec = pd.concat([ds.get("tour", section="errors") for ds in pages.every_host("kvm", root)], ignore_index=True)
-    rec = rec.sort_values(["host_id", "step"])
-    frame = tour_words(rec).assign(host_id=list(rec["host_id"]))[list(cols)].rename(columns=cols)
-    note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
-                         "; ".join(f"ホスト {h}({fallback.host_detail(g.iloc[-1])})、{_when(g.iloc[-1])} 記録"
-                                   for h, g in rec.groupby("host_id")))
-    return Shown(frame, False, ", ".join(sorted(set(rec["host_id"]))), note)
-
-
 def _when(row: Any) -> str:
     return f"{pd.Timestamp(row['recorded_at']):%Y-%m-%d %H:%M} UTC"
 
@@ -182,21 +90,6 @@ def live_words(why: str | None) -> str:
                 "以下の表はその場で実行した値です。")
     return (f"このページを組み立てた(または実行している)機械では KVM を使わなかったので({why})、"
             "以下の表は記録済みのホストの値です。")
-
-
-def ioctl_table() -> pd.DataFrame:
-    """Every ioctl the mini VMM uses: level, direction, argument size, the number _IOC builds."""
-    n = ioctl_numbers
-    level = {0x00: "system", 0x01: "system", 0x03: "system", 0x04: "system", 0x05: "system"}
-    dirs = {0: "_IO", 1: "_IOW", 2: "_IOR", 3: "_IOWR"}
-    rows = []
-    for name, value in n.ALL.items():
-        nr = value & 0xFF
-        lv = level.get(nr, "vm" if nr < 0x80 else "vcpu")
-        rows.append({"ioctl": name, "fd": lv, "マクロ": dirs[value >> n._IOC_DIRSHIFT],
-                     "番号 nr": f"{nr:#04x}", "引数の大きさ": (value >> n._IOC_SIZESHIFT) & 0x3FFF,
-                     "できあがる値": f"{value:#010x}"})
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- the VMExit chapter

@@ -15,7 +15,7 @@ from lab.bench import dataset
 
 #: The recorded resources each chapter shows, by page (the chapter's file name).
 NEEDS: dict[str, tuple[str, ...]] = {
-    "kvm": ("tour",),
+    "kvm": ("cells", "tour"),  # the %%kvm cells' outputs; the misbehaving guests of every host
     "vmexit": ("exits", "native", "reference"),
     "virtio": ("io", "exits", "qemu-io"),  # the hands-on virtio_vs_emulated page shows this chapter's data set
 }
