@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lab.kvm.errors import Coded
+
 Params = Mapping[str, Any]
 
 _SUBERRORS_JA = {
@@ -158,13 +160,15 @@ MESSAGES_JA: dict[str, Callable[[Params], str]] = {
 }
 
 
-def say(record: Mapping[str, Any] | None, message: str = "") -> str:
-    """An error record ``{"code", "params"}`` in Japanese.
+def say(record: Mapping[str, Any] | Coded | None, message: str = "") -> str:
+    """An error record ``{"code", "params"}``, or the error itself (a :class:`~lab.kvm.errors.Coded`), in Japanese.
 
     Without a record (a recording older than the codes), ``message`` is the
     English of that recording: :func:`legacy_record` gives it its code; one
     it cannot is shown as the original, marked as such, rather than lost.
     """
+    if isinstance(record, Coded):
+        record = record.record()
     if record is None and message:
         record = legacy_record(message)
         if record is None:
