@@ -87,6 +87,19 @@ def _no_recorded_host_named(monkeypatch):
     monkeypatch.delenv("LAB_MEASURED_DIR", raising=False)
 
 
+def glued_values(nb) -> dict[str, str]:
+    """What an executed chapter glued (myst_nb ``glue``), name -> its markdown or plain text."""
+    glued = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            key = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if key:
+                data = out.get("data", {})
+                glued[key] = str(data.get("application/papermill.record/text/markdown")
+                                 or data.get("application/papermill.record/text/plain", ""))
+    return glued
+
+
 def execute_chapter(path: str | os.PathLike[str], timeout: int = 180, check: bool = True):
     """Execute a chapter (a MyST text notebook under the repository) in a fresh kernel, as the book build does.
 

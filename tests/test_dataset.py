@@ -170,7 +170,7 @@ def test_the_missing_values_have_the_keys_of_the_real_ones(synthetic_roots):
 def test_the_executed_vmexit_chapter_quotes_only_the_chosen_host(synthetic_roots, monkeypatch, named):
     """The chapter itself, executed against two synthetic hosts: every number glued into its prose is the
     chosen host's, and no sentence names the other host (the all-host tables below the prose may)."""
-    from conftest import execute_chapter
+    from conftest import execute_chapter, glued_values
 
     root = synthetic_roots["both"]
     monkeypatch.setenv("LAB_MEASURED_DIR", root)
@@ -179,14 +179,7 @@ def test_the_executed_vmexit_chapter_quotes_only_the_chosen_host(synthetic_roots
     chosen = named or REVERSED_ID
     other = FORWARD_ID if chosen == REVERSED_ID else REVERSED_ID
     nb = execute_chapter("chapters/kvm/vmexit.md", timeout=300)
-    glued = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            key = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            if key:
-                data = out.get("data", {})
-                glued[key] = str(data.get("application/papermill.record/text/markdown")
-                                 or data.get("application/papermill.record/text/plain", ""))
+    glued = glued_values(nb)
     exits = pages.data("vmexit", root).get("exits", mode="protected32").set_index("kind")
     assert glued["rec_host"] == chosen
     text = " ".join(v for k, v in glued.items() if not k.startswith("pub_"))

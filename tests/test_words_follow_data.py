@@ -10,7 +10,7 @@ from each must differ, and name their own host and no other.
 from __future__ import annotations
 
 import pytest
-from conftest import execute_chapter
+from conftest import execute_chapter, glued_values
 from synthetic import FORWARD_ID, REVERSED_ID
 
 from lab.book import io as report
@@ -48,15 +48,7 @@ def _glued(path: str, monkeypatch, root: str) -> dict[str, str]:
     monkeypatch.setenv("LAB_FORCE_RECORDED", "1")
     monkeypatch.setenv("LAB_MEASURED_DIR", root)
     nb = execute_chapter(path, timeout=300)
-    glued = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            key = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            if key:
-                data = out.get("data", {})
-                glued[key] = str(data.get("application/papermill.record/text/markdown")
-                                 or data.get("application/papermill.record/text/plain", ""))
-    return glued
+    return glued_values(nb)
 
 
 @pytest.mark.full

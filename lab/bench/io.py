@@ -273,27 +273,17 @@ def _steps(args: argparse.Namespace) -> int:
     return args.repeat * n * len([m for m in args.modes.split(",") if m.strip()])
 
 
-BENCH = register(Bench(
-    name="io",
-    help="the same requests through an emulated, a PV and a virtio device: exits and requests/s",
-    add_args=_args_for(IO_MODES),
-    measure=_measure,
-    to_frame=to_frame,
-    fields=FIELDS,
-    description="N requests of S bytes through the emulated, PV and virtio toy devices (lab.bench.io)",
-    steps=_steps,
-    provenance=tsc_provenance,
-))
+def _register(name: str, modes: Sequence[str], help: str, description: str) -> Bench:
+    """This module's measurement, recorded as resource ``name``, over ``modes`` unless told otherwise."""
+    return register(Bench(name=name, help=help, add_args=_args_for(modes), measure=_measure, to_frame=to_frame,
+                          fields=FIELDS, description=description, steps=_steps, provenance=tsc_provenance))
 
-NOTIFY_BENCH = register(Bench(
-    name="notify",
-    help="virtio over ioeventfd with and without kick suppression (NO_NOTIFY, EVENT_IDX): kicks per request",
-    add_args=_args_for(NOTIFY_MODES),
-    measure=_measure,
-    to_frame=to_frame,
-    fields=FIELDS,
-    description="N requests of S bytes through the virtio device over ioeventfd, with and without notification "
-                "suppression (lab.bench.io, NOTIFY_MODES)",
-    steps=_steps,
-    provenance=tsc_provenance,
-))
+
+BENCH = _register("io", IO_MODES,
+                  "the same requests through an emulated, a PV and a virtio device: exits and requests/s",
+                  "N requests of S bytes through the emulated, PV and virtio toy devices (lab.bench.io)")
+NOTIFY_BENCH = _register(
+    "notify", NOTIFY_MODES,
+    "virtio over ioeventfd with and without kick suppression (NO_NOTIFY, EVENT_IDX): kicks per request",
+    "N requests of S bytes through the virtio device over ioeventfd, with and without notification suppression "
+    "(lab.bench.io, NOTIFY_MODES)")

@@ -146,53 +146,65 @@ def _descriptor(comment_slot: str) -> list[Item]:
     ]
 
 
+def _next_batch(when_done: str) -> list[Item]:
+    """Label ``next_batch``: ecx = the next batch's size (the last may be shorter), taken off edi; to
+    ``when_done`` when no request is left."""
+    return [
+        Label("next_batch"),
+        asm.op("test", "edi", "edi"),
+        jump("jz", when_done),
+        load("ecx", P + abi.P_BATCH, "ecx = batch size"),
+        asm.op("cmp", "ecx", "edi"),
+        jump("jbe", "fill"),
+        asm.op("mov", "ecx", "edi", "the last batch may be shorter"),
+        Label("fill"),
+        asm.op("sub", "edi", "ecx"),
+    ]
+
+
+def _kick(comment: str) -> list[Item]:
+    """One notification of queue 0 (an ``out`` to the notify port), counted in ``P_KICKS``."""
+    return [
+        asm.mov_dx_imm16(abi.VIRTIO_NOTIFY, "protected32", "notify port"),
+        asm.op("xor", "eax", "eax", "queue 0"),
+        asm.simple(*asm.OUT_DX_AX, comment=comment),
+        inc_mem(P + abi.P_KICKS),
+    ]
+
+
+def _wait_used(label: str, then: str) -> list[Item]:
+    """At ``label``, spin reading memory (no exit) until used.idx caught up with avail.idx; then to ``then``."""
+    return [
+        Label(label),
+        cmp16(abi.VQ_USED + 2, "bp", "used.idx caught up with avail.idx?"),
+        jump("jz", then),
+        asm.simple(*asm.PAUSE, comment="no: spin, reading memory (no exit)"),
+        jump("jmp", label),
+    ]
+
 
 VIRTIO = _program("io_virtio", [
     *_start("esi -> payload"),
     asm.op("xor", "ebp", "ebp", "ebp = avail.idx (free-running)"),
-    Label("next_batch"),
-    asm.op("test", "edi", "edi"),
-    jump("jz", "finish"),
-    load("ecx", P + abi.P_BATCH, "ecx = batch size"),
-    asm.op("cmp", "ecx", "edi"),
-    jump("jbe", "fill"),
-    asm.op("mov", "ecx", "edi", "the last batch may be shorter"),
-    Label("fill"),
-    asm.op("sub", "edi", "ecx"),
+    *_next_batch(when_done="finish"),
     Label("fill_one"),
     *_descriptor("slot = idx % queue size"),
     asm.inc_dec("inc", "ebp"),
     asm.inc_dec("dec", "ecx"),
     jump("jnz", "fill_one"),
     store16(abi.VQ_AVAIL + 2, "bp", "publish the batch: avail.idx (one store)"),
-    asm.mov_dx_imm16(abi.VIRTIO_NOTIFY, "protected32", "notify port"),
-    asm.op("xor", "eax", "eax", "queue 0"),
-    asm.simple(*asm.OUT_DX_AX, comment="exit (or eventfd): one kick per batch"),
-    inc_mem(P + abi.P_KICKS),
-    Label("wait_used"),
-    cmp16(abi.VQ_USED + 2, "bp", "used.idx caught up with avail.idx?"),
-    jump("jz", "next_batch"),
-    asm.simple(*asm.PAUSE, comment="no: spin, reading memory (no exit)"),
-    jump("jmp", "wait_used"),
+    *_kick("exit (or eventfd): one kick per batch"),
+    *_wait_used("wait_used", then="next_batch"),
     *_FINISH,
     store(P + abi.P_DONE, "ebp", "requests done"),
     *_HALT,
 ], "virtio: a batch of descriptors, one store of avail.idx, one notification per batch")
 
 
-
 VIRTIO_STREAM = _program("io_virtio_stream", [
     *_start("esi -> payload"),
     asm.op("xor", "ebp", "ebp", "ebp = avail.idx (free-running)"),
-    Label("next_batch"),
-    asm.op("test", "edi", "edi"),
-    jump("jz", "drain"),
-    load("ecx", P + abi.P_BATCH, "ecx = batch size"),
-    asm.op("cmp", "ecx", "edi"),
-    jump("jbe", "fill"),
-    asm.op("mov", "ecx", "edi", "the last batch may be shorter"),
-    Label("fill"),
-    asm.op("sub", "edi", "ecx"),
+    *_next_batch(when_done="drain"),
     Label("fill_one"),
     load16("eax", abi.VQ_USED + 2, "eax = used.idx (a load: x86 keeps it before the loads after it)"),
     asm.op("mov", "edx", "ebp"),
@@ -230,16 +242,9 @@ VIRTIO_STREAM = _program("io_virtio_stream", [
     asm.op("cmp", "edx", "ebx", "vring_need_event: did avail.idx pass avail_event?"),
     jump("jae", "next_batch", "no: no kick"),
     Label("kick"),
-    asm.mov_dx_imm16(abi.VIRTIO_NOTIFY, "protected32", "notify port"),
-    asm.op("xor", "eax", "eax", "queue 0"),
-    asm.simple(*asm.OUT_DX_AX, comment="exit (into KVM, to the ioeventfd): the kick"),
-    inc_mem(P + abi.P_KICKS),
+    *_kick("exit (into KVM, to the ioeventfd): the kick"),
     jump("jmp", "next_batch"),
-    Label("drain"),
-    cmp16(abi.VQ_USED + 2, "bp", "used.idx caught up with avail.idx?"),
-    jump("jz", "finish"),
-    asm.simple(*asm.PAUSE, comment="no: spin, reading memory (no exit)"),
-    jump("jmp", "drain"),
+    *_wait_used("drain", then="finish"),
     *_FINISH,
     store(P + abi.P_DONE, "ebp", "requests done"),
     *_HALT,
