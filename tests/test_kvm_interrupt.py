@@ -46,7 +46,10 @@ except PermissionError:
 def state():
     with open("/proc/self/maps") as f:
         maps = sum(1 for line in f if "kvm" in line) + len(LIVE_MAPPINGS)
-    return {"fds": len(os.listdir("/proc/self/fd")), "threads": threading.active_count(), "maps": maps}
+    # The test's own strike timer is not counted: a Ctrl-C that interrupts joining it makes CPython mark it
+    # stopped while its thread is still ending (threading._wait_for_tstate_lock), so a later join returns early.
+    threads = sum(1 for t in threading.enumerate() if t.name != "ctrl-c-strike")
+    return {"fds": len(os.listdir("/proc/self/fd")), "threads": threads, "maps": maps}
 
 def spin(timeout_s=30):
     with kvm.open() as system, system.create_vm(memory_kib=64) as vm:
@@ -208,7 +211,7 @@ def test_kick_from_another_thread_stops_the_run():
 
 
 RANDOM_MOMENTS = """
-import random, traceback
+import random, statistics, traceback
 from collections import Counter
 from lab.bench import exits
 from lab.devices import live
@@ -233,44 +236,63 @@ def benchmark():
 def io_run():
     live.run_io("virtio_ioeventfd", 64, 64, 8, timeout_s=30)
 
-# One run of the body without a Ctrl-C, sampled from another thread: for each phase, the moments
-# (seconds after the body's start) at which the main thread was seen in it, and the body's duration.
-# The strikes below aim at these moments, so every phase is reached on a fast host and on a slow one
-# (under QEMU TCG creating a VM alone takes longer than a whole run does natively).
-def moments_seen(body):
-    seen, done = {}, threading.Event()
-    t0 = time.monotonic()
-    def sample():
-        while not done.is_set():
-            seen.setdefault(phase_of(sys._current_frames()[main]), []).append(time.monotonic() - t0)
-            time.sleep(0.0001)
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        body()
-    finally:
-        done.set()
-        sampler.join()
-    return seen, time.monotonic() - t0
+# Unbroken runs of the body, sampled from another thread: for each phase, the moments (seconds after
+# the body's start) at which the main thread was seen in it, and the longest duration. Runs are added
+# until every phase the body goes through was seen a few times (a short phase, like creating the VM
+# natively, can fall between two samples of one run, the more so on a loaded machine). The strikes
+# below aim at these moments, so every phase is reached on a fast host and on a slow one (under QEMU
+# TCG creating a VM alone takes longer than a whole run does natively).
+def moments_seen(body, phases, runs=30, enough=5):
+    seen, longest = {}, 0.0
+    for _ in range(runs):
+        done = threading.Event()
+        t0 = time.monotonic()
+        def sample():
+            while not done.is_set():
+                seen.setdefault(phase_of(sys._current_frames()[main]), []).append(time.monotonic() - t0)
+                time.sleep(0.0001)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            body()
+        finally:
+            done.set()
+            sampler.join()
+        longest = max(longest, time.monotonic() - t0)
+        if all(len(seen.get(p, ())) >= enough for p in phases):
+            break
+    return seen, longest
 
 random.seed(1)
 main = threading.main_thread().ident
-aims = {body: moments_seen(body) for body in (benchmark, io_run)}
+BODY_PHASES = {benchmark: ("VM creation", "vCPU creation", "run"),
+               io_run: ("VM creation", "vCPU creation", "run", "I/O worker")}
+aims = {body: moments_seen(body, phases) for body, phases in BODY_PHASES.items()}
 leaks, other, hits, interrupted = [], [], Counter(), 0
-for i in range(300):
+late = []  # how long after its moment each strike came (starting the timer thread, waking it): aimed earlier by that
+# 300 strikes, and more (up to 1,000) while a phase has not been hit: on a loaded machine a short phase
+# can be missed by 300 moments that the timer thread wakes up late for.
+ALL_PHASES = {p for phases in BODY_PHASES.values() for p in phases}
+i = -1
+while (i := i + 1) < 300 or (i < 1000 and not ALL_PHASES <= set(hits)):
     body = benchmark if i % 2 == 0 else io_run
     seen, duration = aims[body]
-    # One strike in three at any moment of the body, the others at a moment where a phase was seen, phase by phase.
-    phases = sorted(seen)
+    # One strike in three at any moment of the body, the others at a moment where a phase was seen: the
+    # phase of this body hit least so far.
+    phases = [p for p in BODY_PHASES[body] if p in seen] or sorted(seen)
     at = (random.uniform(0, duration) if i % 3 == 0
-          else random.choice(seen[phases[(i // 3) % len(phases)]]))
+          else random.choice(seen[min(phases, key=lambda p: hits[p])]))
+    at = max(0.0, at - (statistics.median(late[-20:]) if late else 0.0))
     before = state()
     def strike():
+        late.append(time.monotonic() - started - at)
         hits[phase_of(sys._current_frames()[main])] += 1
         os.kill(os.getpid(), signal.SIGINT)
     timer = threading.Timer(at, strike)
+    timer.name = "ctrl-c-strike"
     try:
         try:
+            started = time.monotonic()
             timer.start()  # on a busy machine the signal may land before start() returns
             body()
         finally:
@@ -285,7 +307,7 @@ for i in range(300):
     if after != before:
         leaks.append((before, after))
 print(json.dumps({"leaks": leaks[:3], "n_leaks": len(leaks), "other": other[:3], "phases": hits,
-                  "interrupted": interrupted}), flush=True)
+                  "interrupted": interrupted, "strikes": i}), flush=True)
 """
 
 #: The phases a Ctrl-C must have hit at least once in :func:`test_ctrl_c_at_any_moment_leaks_nothing`.
@@ -293,19 +315,20 @@ PHASES = ("VM creation", "vCPU creation", "run", "I/O worker")
 
 
 def test_ctrl_c_at_any_moment_leaks_nothing():
-    """Ctrl-C 300 times at random moments of a benchmark and of an I/O run with its vhost worker thread
-    (opening /dev/kvm, creating the VM and the vCPU, arming the watchdog, running), the moments drawn from
-    where one unbroken run of each was seen to spend its time: every time a
+    """Ctrl-C 300 times (more, up to 1,000, while a phase was missed) at random moments of a benchmark and of
+    an I/O run with its vhost worker thread (opening /dev/kvm, creating the VM and the vCPU, arming the
+    watchdog, running), the moments drawn from where unbroken runs of each were seen to spend their time:
+    every time a
     KeyboardInterrupt and nothing else, and no fd, thread or mapping left behind (each resource is its
     owner's before a Ctrl-C can strike: kick.sigint_deferred; an ioctl interrupted by the signal runs
     Python's handler, then is made again: _libc.ioctl). The phases hit are printed, and each is hit."""
     out = subprocess.run([sys.executable, "-c", PRELUDE + RANDOM_MOMENTS], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=300)  # seconds here; under heavy load more strikes may be needed
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print("Ctrl-C hits per phase:", r["phases"])
     assert r["other"] == [], r
     assert r["n_leaks"] == 0, r
-    assert r["interrupted"] == 300, r  # every Ctrl-C arrived as a KeyboardInterrupt: the test tested something
+    assert 300 <= r["strikes"] and r["interrupted"] == r["strikes"], r  # each a KeyboardInterrupt: it tested something
     missed = [p for p in PHASES if not r["phases"].get(p)]
     assert not missed, f"no Ctrl-C landed in {missed}: {r['phases']}"
