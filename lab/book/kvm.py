@@ -80,7 +80,7 @@ NO_IOCTL_JA = {"load": "(メモリへの書き込み)"}
 BAD_GUESTS_JA = {
     "triple_fault": "IDT のない状態で未定義命令 (ud2) を実行",
     "jump_unmapped": "メモリのないアドレスへジャンプ",
-    "spin": "ずっと終わらない (jmp .)",
+    "spin": "ずっと終わらない (sti; jmp .)",
     "hypercall_once": "保護モードで {insn} を 1 回",
 }
 MODES_JA = {"real": "リアルモード", "protected32": "32 ビット保護モード", "long64": "64 ビットモード"}

@@ -34,7 +34,7 @@ ACTIONS_JA = {
     "create_vcpu": "vCPU を作りレジスタを設定する", "run": "実行する(KVM_RUN)", "serial": "シリアルポートに届いた文字",
     "close": "すべて閉じる",
     "triple_fault": "IDT のない状態で未定義命令 (ud2)", "jump_unmapped": "メモリのない番地へジャンプ",
-    "spin": "ずっと終わらない (jmp .)", "hypercall_once": "ハイパーコールを 1 回",
+    "spin": "ずっと終わらない (sti; jmp .)", "hypercall_once": "ハイパーコールを 1 回",
 }
 MODES_JA = {"real": "リアルモード", "protected32": "32 ビット保護モード", "long64": "64 ビットモード"}
 OUTCOMES_JA = {"GuestShutdown": "トリプルフォールト(GuestShutdown)", "InternalError": "KVM の内部エラー(InternalError)",

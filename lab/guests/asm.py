@@ -46,6 +46,7 @@ FIXED = {
     "vmmcall": b"\x0f\x01\xd9",
     "hlt": b"\xf4",
     "ud2": b"\x0f\x0b",
+    "sti": b"\xfb",
     "pause": b"\xf3\x90",
     "out dx, al": b"\xee",
     "out dx, ax": b"\x66\xef",
@@ -71,8 +72,8 @@ def _fixed(text: str) -> tuple[str, bytes]:
     return text, FIXED[text]
 
 
-RDTSC, CPUID, VMCALL, VMMCALL, HLT, UD2, PAUSE = map(_fixed, ("rdtsc", "cpuid", "vmcall", "vmmcall", "hlt", "ud2",
-                                                               "pause"))
+RDTSC, CPUID, VMCALL, VMMCALL, HLT, UD2, PAUSE, STI = map(_fixed, ("rdtsc", "cpuid", "vmcall", "vmmcall", "hlt",
+                                                                    "ud2", "pause", "sti"))
 OUT_DX_AL, OUT_DX_AX, OUT_DX_EAX = map(_fixed, ("out dx, al", "out dx, ax", "out dx, eax"))
 XOR_EAX_EAX, DEC_EBP = _fixed("xor eax, eax"), _fixed("dec ebp")
 DEC_EBP_64 = ("dec ebp", b"\xff\xcd")
