@@ -73,7 +73,7 @@ def hypercall_completed(run: pd.DataFrame) -> bool:
 
 
 def _where(b: backends.Backend) -> str:
-    return f"{EMULATOR_JA[b.emulator]}が再現した {HARDWARE_JA[b.name]} の上の `{b.name}`"
+    return f"{EMULATOR_JA[b.emulator]} が再現した {HARDWARE_JA[b.name]} の上の `{b.name}`"
 
 
 def _when(run: pd.DataFrame) -> str:
@@ -90,19 +90,20 @@ def summary_ja(root: str | Path | None = None) -> str:
     lead = ("この本の VMM(`lab.kvm`)は、ここで使っている機械では PVM(`kvm_pvm`)の上でしか動かせません。"
             "読者の多くが使う VT-x / AMD-V の経路を確かめるため、CI ではソフトウェアでエミュレートした"
             "仮想化支援の上で Linux を起動し、そこで同じ KVM のテストを実行しています(`make test-hwvirt`)。"
-            + "".join(f"{_where(b)}({b.hardware})、" for b in EMULATED).rstrip("、") + "です。")
+            + "、".join(f"{HARDWARE_JA[b.name]} は {EMULATOR_JA[b.emulator]} が" for b in EMULATED)
+            + "エミュレートし、その中でそれぞれ " + "、".join(f"`{b.name}`" for b in EMULATED) + " を読み込みます。")
     parts = []
     for b in EMULATED:
         run = runs(root)[b.name]
         if run.empty:
-            parts.append(f"{_where(b)}では、まだ記録された実行結果はありません。")
+            parts.append(f"{_where(b)} では、まだ記録された実行結果はありません。")
             continue
         passed = int((run["outcome"] == "passed").sum())
         row = run.iloc[0]
         verdict = "すべて成功しました" if passed == len(run) else f"そのうち {passed} 件が成功しました"
         hypercall = (f"ハイパーコール({_instruction(b)})もカーネルの中で完了しました。" if hypercall_completed(run)
                      else "ただしハイパーコールのテストは成功していません。")
-        parts.append(f"{_where(b)}では、記録された最新の実行({_when(run)}、ホスト `{row['host_id']}`、"
+        parts.append(f"{_where(b)} では、記録された最新の実行({_when(run)}、ホスト `{row['host_id']}`、"
                      f"ゲストのカーネル {row['guest_kernel']}、{row['emulator']})で {len(run)} 件のテストを"
                      f"実行し、{verdict}。" + hypercall)
     return lead + "".join(parts) + NO_TIMINGS_JA
@@ -114,13 +115,14 @@ def hypercall_note_ja(root: str | Path | None = None) -> str:
     for b in EMULATED:
         run = runs(root)[b.name]
         if run.empty:
-            clauses.append(f"{_where(b)}ではまだ記録された実行結果がありません")
+            clauses.append(f"{_where(b)} では、まだ記録された実行結果がありません")
             continue
         done = "完了しました" if hypercall_completed(run) else "完了しませんでした"
-        clauses.append(f"{_where(b)}({b.native_hypercall})ではカーネルの中で{done}"
+        clauses.append(f"{_where(b)}(`{b.native_hypercall}`)では、カーネルの中で{done}"
                        f"(CI の記録、{_when(run)}、ホスト `{run['host_id'].iloc[0]}`)")
-    return ("一方、ハードウェアの仮想化支援をソフトウェアで再現した上の KVM で同じハイパーコールのテストを"
-            "実行すると、" + "。".join(clauses) + "。エミュレーションが時間をゆがめるので、そこでの値段は示しません。")
+    return ("一方、ハードウェアの仮想化支援をソフトウェアで再現した上の KVM でも、同じハイパーコールのテストを "
+            "CI で実行しています。" + "".join(c + "。" for c in clauses)
+            + "エミュレーションが時間をゆがめるので、そこでの値段は示しません。")
 
 
 def files_frame(root: str | Path | None = None) -> pd.DataFrame:
@@ -154,7 +156,7 @@ def backends_frame() -> pd.DataFrame:
             if b.foreign_hypercall == "rewritten" else "-",
             "KVM_GET_SUPPORTED_CPUID の入れ子フラグ": b.nested_flag or "なし",
             "VMM のプロセスまで戻る VMExit": ", ".join(b.userspace_exits),
-            "ここでのテスト": f"CI: {EMULATOR_JA[b.emulator]}の中(make test-hwvirt)" if b.emulator
+            "ここでのテスト": f"CI: {EMULATOR_JA[b.emulator]} の中(make test-hwvirt)" if b.emulator
             else "この機械そのもの(make test)",
         }
     return pd.DataFrame(rows).rename_axis("項目").reset_index()
