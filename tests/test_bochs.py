@@ -84,3 +84,12 @@ def test_a_missing_program_is_named_with_the_command_that_installs_it(monkeypatc
     assert "tools/setup.sh system" in reason and "apt-get install" in reason
     with pytest.raises(hwvirt.HwvirtFailed, match="did not run, because"):
         bochs.run(None)
+
+
+def test_results_count_as_complete_only_with_pytests_status(tmp_path):
+    results = tmp_path / "results.txt"
+    for text, complete in ((f"{hwvirt.BEGIN}\n<a/>\n", False), (f"{hwvirt.BEGIN}\n<a/>\n{hwvirt.END}", False),
+                           (f"{hwvirt.BEGIN}\n<a/>\n{hwvirt.END} rc=1", False),
+                           (f"{hwvirt.BEGIN}\n<a/>\n{hwvirt.END} rc=1\r\n", True)):
+        results.write_text(text)
+        assert bochs._results_complete(results) == complete, text

@@ -34,6 +34,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import shutil
 import signal
 import struct
@@ -149,7 +150,8 @@ def _drain(fd: int) -> None:
 
 
 def _results_complete(results: Path) -> bool:
-    return hwvirt.END in hwvirt.read_file(results)
+    """The end marker and pytest's status have arrived (Bochs writes the serial port a byte at a time)."""
+    return re.search(re.escape(hwvirt.END) + r" rc=\d+\s", hwvirt.read_file(results)) is not None
 
 
 def run(kit: Kit, tests: tuple[str, ...] = GUEST_TESTS, *, deadline_s: float = DEFAULT_DEADLINE_S,
