@@ -72,8 +72,12 @@ def hypercall_completed(run: pd.DataFrame) -> bool:
     return bool(run.size) and hwvirt.hypercall_tests() <= passed
 
 
+def _emulator(b: backends.Backend) -> str:
+    return EMULATOR_JA[b.emulator or ""]  # EMULATED holds only back ends with an emulator
+
+
 def _where(b: backends.Backend) -> str:
-    return f"{EMULATOR_JA[b.emulator]} が再現した {HARDWARE_JA[b.name]} の上の `{b.name}`"
+    return f"{_emulator(b)} が再現した {HARDWARE_JA[b.name]} の上の `{b.name}`"
 
 
 def _when(run: pd.DataFrame) -> str:
@@ -81,7 +85,8 @@ def _when(run: pd.DataFrame) -> str:
 
 
 def _instruction(b: backends.Backend) -> str:
-    return f"{VENDOR_JA[backends.VENDOR_OF[b.native_hypercall]]} の `{b.native_hypercall}`"
+    insn = b.native_hypercall or ""  # every emulated back end is VT-x or AMD-V, which have one
+    return f"{VENDOR_JA[backends.VENDOR_OF[insn]]} の `{insn}`"
 
 
 def summary_ja(root: str | Path | None = None) -> str:
@@ -90,7 +95,7 @@ def summary_ja(root: str | Path | None = None) -> str:
     lead = ("この本の VMM(`lab.kvm`)は、ここで使っている機械では PVM(`kvm_pvm`)の上でしか動かせません。"
             "読者の多くが使う VT-x / AMD-V の経路を確かめるため、CI ではソフトウェアでエミュレートした"
             "仮想化支援の上で Linux を起動し、そこで同じ KVM のテストを実行しています(`make test-hwvirt`)。"
-            + "、".join(f"{HARDWARE_JA[b.name]} は {EMULATOR_JA[b.emulator]} が" for b in EMULATED)
+            + "、".join(f"{HARDWARE_JA[b.name]} は {_emulator(b)} が" for b in EMULATED)
             + "エミュレートし、その中でそれぞれ " + "、".join(f"`{b.name}`" for b in EMULATED) + " を読み込みます。")
     parts = []
     for b in EMULATED:
@@ -156,7 +161,7 @@ def backends_frame() -> pd.DataFrame:
             if b.foreign_hypercall == "rewritten" else "-",
             "KVM_GET_SUPPORTED_CPUID の入れ子フラグ": b.nested_flag or "なし",
             "VMM のプロセスまで戻る VMExit": ", ".join(b.userspace_exits),
-            "ここでのテスト": f"CI: {EMULATOR_JA[b.emulator]} の中(make test-hwvirt)" if b.emulator
+            "ここでのテスト": f"CI: {_emulator(b)} の中(make test-hwvirt)" if b.emulator
             else "この機械そのもの(make test)",
         }
     return pd.DataFrame(rows).rename_axis("項目").reset_index()
