@@ -124,7 +124,7 @@ def hypercall_note_ja(root: str | Path | None = None) -> str:
             continue
         done = "完了しました" if hypercall_completed(run) else "完了しませんでした"
         clauses.append(f"{_where(b)}(`{b.native_hypercall}`)では、カーネルの中で{done}"
-                       f"(CI の記録、{_when(run)}、ホスト `{run['host_id'].iloc[0]}`)")
+                       f"(記録、{_when(run)}、ホスト `{run['host_id'].iloc[0]}`)")
     return ("一方、ハードウェアの仮想化支援をソフトウェアで再現した上の KVM でも、同じハイパーコールのテストを "
             "CI で実行しています。" + "".join(c + "。" for c in clauses)
             + "エミュレーションが時間をゆがめるので、そこでの値段は示しません。")
