@@ -5,9 +5,9 @@ and ``kvm_pvm`` (PVM, no hardware virtualization). :data:`TABLE` says, for
 each, what a VMM observes; the functions below observe it on the back end
 at hand, and ``tests/test_backends.py`` checks one against the other on
 every back end it runs on: PVM on the machines here (``make test``) and
-``kvm_amd`` inside a QEMU TCG guest (``make test-hwvirt``, see
-:mod:`lab.qemu.hwvirt`). ``kvm_intel`` is written down but cannot be tested
-here: TCG does not emulate VMX.
+``kvm_amd`` inside a QEMU TCG guest and ``kvm_intel`` inside a Bochs guest
+(``make test-hwvirt``, see :mod:`lab.qemu.hwvirt` and :mod:`lab.qemu.bochs`:
+QEMU's TCG emulates AMD-V but not VMX, Bochs emulates VMX).
 
 Columns:
 
@@ -27,6 +27,9 @@ Columns:
   nested virtualization (``svm``/``vmx``; None on PVM);
 * ``userspace_exits`` - which of the exit benchmark's kinds return to the
   VMM process (the others are completed inside the kernel);
+* ``emulator`` - the software that emulates this back end's hardware for
+  the tests here (``qemu-tcg``, ``bochs``; None where the back end is the
+  host's own, PVM): :data:`EMULATORS` says which module boots it;
 * ``guest_code`` - who executes the instructions of this book's tiny guests:
   ``cpu`` (VT-x / AMD-V run them on the processor until an exit) or
   ``emulator`` (PVM runs only PVM-aware 64-bit kernels directly; these guests
@@ -66,16 +69,32 @@ class Backend:
     userspace_exits: tuple[str, ...]
     tested_here: str
     guest_code: str = "cpu"
+    emulator: str | None = None
+
+
+#: The emulators that provide a hardware back end for the tests here, and the module that boots each.
+EMULATORS = {"qemu-tcg": "lab.qemu.hwvirt", "bochs": "lab.qemu.bochs"}
 
 
 TABLE: dict[str, Backend] = {b.name: b for b in (
     Backend("kvm_amd", "AMD-V (SVM)", "vmmcall", True, ENOSYS_RAX, "rewritten", "svm",
-            ("pio_user", "mmio_user"), "in a QEMU TCG guest (emulated AMD-V): make test-hwvirt"),
+            ("pio_user", "mmio_user"), "in a QEMU TCG guest (emulated AMD-V): make test-hwvirt",
+            emulator="qemu-tcg"),
     Backend("kvm_intel", "Intel VT-x", "vmcall", True, ENOSYS_RAX, "rewritten", "vmx",
-            ("pio_user", "mmio_user"), "not here: QEMU TCG does not emulate VMX"),
+            ("pio_user", "mmio_user"), "in a Bochs guest (emulated VT-x): make test-hwvirt",
+            emulator="bochs"),
     Backend("kvm_pvm", "none (PVM: guest at CPL 3 on shadow page tables)", None, False, None, None, None,
             ("pio_user", "mmio_user"), "on the host: make test", guest_code="emulator"),
 )}
+
+
+def emulated_by(emulator: str) -> Backend:
+    """The back end whose hardware ``emulator`` (a key of :data:`EMULATORS`) emulates for the tests here."""
+    found = [b for b in TABLE.values() if b.emulator == emulator]
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} back ends of lab.backends.TABLE are emulated by {emulator!r}; "
+                         f"emulators: {', '.join(EMULATORS)}")
+    return found[0]
 
 
 def cpuid_flags(system: kvm.System) -> frozenset[str]:

@@ -3,7 +3,8 @@
 Tests marked ``kvm`` need a usable ``/dev/kvm``; tests marked ``libvirtd``
 need a libvirt daemon with QEMU at ``qemu:///system``; tests marked ``root``
 need root, to create the non-root reader they run as; tests marked ``kit``
-need the guest kit that boots a real Linux under QEMU. When one is missing the
+need the guest kit that boots a real Linux under QEMU; tests marked ``bochs``
+need Bochs (kvm_intel under emulated VT-x, tests/test_bochs.py). When one is missing the
 test is skipped with the reason, and the terminal summary says, one line per
 live suite, whether it ran, and if not why and the command that enables it.
 ``LAB_REQUIRE_LIVE=kvm,libvirtd`` (set by ``.ci/run`` on a host that has them)
@@ -21,7 +22,9 @@ import pytest
 
 from lab import host
 
-LIVE_SUITES = ("kvm", "libvirtd", "root", "kit")
+pytest.register_assert_rewrite("hwvirt_checks")
+
+LIVE_SUITES = ("kvm", "libvirtd", "root", "kit", "bochs")
 #: What a reader runs to make each live suite run.
 ENABLE = {
     "kvm": "give this user read-write access to /dev/kvm (sudo usermod -aG kvm $USER, then log in again) "
@@ -30,6 +33,7 @@ ENABLE = {
                 "(make test does both when run as root)",
     "root": "run the tests as root: sudo make test",
     "kit": "build the guest kit once: python -m lab kit build (make test-all does it as root)",
+    "bochs": "install Bochs as root: tools/setup.sh system (make test-hwvirt then builds the hwvirt-intel kit)",
 }
 _ran: dict[str, int] = {name: 0 for name in LIVE_SUITES}
 #: Lines a test asked to show in the summary (user property "summary_line"; works under pytest-xdist).
@@ -60,6 +64,10 @@ def live_reason(name: str) -> str | None:
         except kit.KitMissing as exc:
             return str(exc)
         return None
+    if name == "bochs":
+        from lab.qemu import bochs
+
+        return bochs.missing()
     if name == "root":
         return None if os.geteuid() == 0 else f"runs as uid {os.geteuid()}, not root: cannot create the non-root reader"
     raise ValueError(f"unknown live suite {name!r}")

@@ -109,7 +109,7 @@ def _tour_rows(profile: str) -> list[dict[str, Any]]:
              "values": json.dumps(v, sort_keys=True)} for i, (a, ioctl, v) in enumerate(hello)]
     errors = [("triple_fault", "GuestShutdown", {}, "the guest triple-faulted at rip=0x1000", 0.0),
               ("jump_unmapped", "InternalError", {}, "KVM internal error at rip=0xd0000000, suberror 1", 0.0),
-              ("spin", "RunTimeout", {}, "the guest did not exit within 1 s (rip=0x1000)", 1.0)]
+              ("spin", "RunTimeout", {}, "the guest did not exit within 1 s (rip=0x1001)", 1.0)]
     insn = "vmcall" if profile == FORWARD else "vmmcall"
     if profile == FORWARD:
         errors.append(("hypercall_once", "unavailable", {"insn": insn, "mode": "protected32"},

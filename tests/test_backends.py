@@ -35,6 +35,7 @@ def test_supported_cpuid_offers_the_nested_flag_of_the_table(backend):
         assert backends.nested_flag(system) == backend.nested_flag, (backend.name, sorted(flags))
 
 
+@pytest.mark.hypercall
 def test_the_hypercall_completes_where_the_table_says(backend):
     vendor = exits.cpu_vendor()
     ok, reason, _ = exits.probe_hypercall("protected32", vendor, timeout_s=1.0)

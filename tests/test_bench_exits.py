@@ -16,6 +16,7 @@ from lab.paths import REPO_ROOT
 pytestmark = pytest.mark.kvm
 
 
+@pytest.mark.hypercall
 def test_quick_run_measures_every_kind():
     results = exits.run(repeat=3, iterations=500)
     by_kind = {r.kind: r for r in results}

@@ -1,64 +1,52 @@
 """The VMM's live tests against kvm_amd: a QEMU TCG guest with emulated AMD-V (lab.qemu.hwvirt).
 
-``make test-hwvirt`` runs this file (and ``make test-all``, as part of the suites marked
-``full``). It needs the ``hwvirt`` guest kit: ``python -m lab kit build --profile hwvirt``.
+``make test-hwvirt`` runs this file beside tests/test_bochs.py (kvm_intel), and ``make test-all`` runs
+both among the suites marked ``full``. It needs the ``hwvirt-amd`` guest kit:
+``python -m lab kit build --profile hwvirt-amd``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
-from conftest import say
+from hwvirt_checks import MUST_RUN, check_run, find_kit
 
-from lab import kit
+from lab.paths import REPO_ROOT
 from lab.qemu import hwvirt
-
-#: The tests that must have run on kvm_amd for the run to count (the issue's list).
-MUST_RUN = (
-    "tests/test_bench_exits.py::test_quick_run_measures_every_kind",  # every exit kind, the hypercall too
-    "tests/test_kvm_vmm.py::test_triple_fault_is_guest_shutdown",
-    "tests/test_kvm_vmm.py::test_jump_to_unmapped_memory_is_a_clear_error",
-    "tests/test_kvm_vmm.py::test_guest_that_never_exits_is_stopped_by_the_watchdog",
-    "tests/test_kvm_vmm.py::test_error_paths_leave_nothing_behind",
-    "tests/test_devices_live.py::test_nothing_is_left_behind",
-    "tests/test_backends.py::test_the_hypercall_completes_where_the_table_says",
-)
-
-
-def _kit(request) -> kit.Kit:
-    try:
-        found = kit.find(hwvirt.PROFILE)
-        request.node.user_properties.append(("live_suite", "kit"))
-        return found
-    except kit.KitMissing as exc:
-        if "kit" in os.environ.get("LAB_REQUIRE_LIVE", ""):
-            pytest.fail(f"the hwvirt kit is required (LAB_REQUIRE_LIVE) but missing: {exc}")
-        pytest.skip(str(exc))
 
 
 @pytest.mark.full
 def test_the_kvm_live_tests_pass_on_kvm_amd(request):
-    run = hwvirt.run(_kit(request))
-    say(request, f"==> hwvirt: {run.summary()}")
-    request.node.user_properties.append(("summary_line", f"hwvirt (kvm_amd in QEMU TCG): {run.summary()}"))
-    for case in run.failed:
-        say(request, f"    FAILED in the guest: {case.name}: {case.message.splitlines()[0] if case.message else ''}")
-    assert run.backend == "kvm_amd", hwvirt.console_tail(run.console)
-    names = {c.name for c in run.cases}
-    assert set(MUST_RUN) <= names, sorted(set(MUST_RUN) - names)
-    assert not run.failed and run.pytest_status == 0, "\n".join(f"{c.name}: {c.message}" for c in run.failed)
-    assert run.count("passed") >= 70, run.summary()
+    check_run(request, hwvirt, hwvirt.run(find_kit(request, hwvirt.PROFILE)))
 
 
 @pytest.mark.full
 def test_a_guest_past_its_deadline_is_a_failure_with_its_console(request):
     t0 = time.monotonic()
     with pytest.raises(hwvirt.HwvirtFailed, match="did not finish within 4 s") as info:
-        hwvirt.run(_kit(request), ("tests/test_kvm_vmm.py",), deadline_s=4)
+        hwvirt.run(find_kit(request, hwvirt.PROFILE), ("tests/test_kvm_vmm.py",), deadline_s=4)
     assert time.monotonic() - t0 < 20
     assert "console ends with" in str(info.value)
+
+
+def test_the_pinned_node_ids_name_real_tests():
+    """MUST_RUN and the hypercall tests are derived: each names a test function of a guest test file."""
+    assert hwvirt.hypercall_tests(), "no guest test carries @pytest.mark.hypercall"
+    for name in MUST_RUN:
+        file, function = name.split("::")
+        assert file in hwvirt.GUEST_TESTS and f"def {function}(" in (REPO_ROOT / file).read_text(), name
+
+
+def test_marked_tests_are_read_from_the_source(tmp_path, monkeypatch):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests/test_x.py").write_text(
+        "import pytest\n\n@pytest.mark.hypercall\ndef test_a():\n    pass\n\n"
+        "@pytest.mark.parametrize('m', [1])\n@pytest.mark.hypercall\ndef test_b(m):\n    pass\n\n"
+        "def test_c():\n    pass\n")
+    monkeypatch.setattr(hwvirt, "REPO_ROOT", tmp_path)
+    assert hwvirt.marked_tests("hypercall", ("tests/test_x.py",)) == {"tests/test_x.py::test_a",
+                                                                       "tests/test_x.py::test_b"}
 
 
 def test_results_are_read_from_junit_xml():

@@ -78,6 +78,23 @@ def test_load_order_errors():
     assert [m.name for m in modules.load_order(["x"], _mods(x={"soft": ["crct10dif"]}))] == ["x"]
 
 
+def test_a_modules_appended_signature_is_stripped():
+    body = b"\x7fELF" + bytes(60)
+    signature = b"\x30\x82" + bytes(300)
+    trailer = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(signature).to_bytes(4, "big") + modules.SIGNATURE_MAGIC
+    assert modules.strip_signature(body + signature + trailer) == body
+    assert modules.strip_signature(body) == body  # unsigned: unchanged
+    with pytest.raises(modules.ModuleError, match="signature trailer"):
+        modules.strip_signature(b"x" + bytes(8) + (10**6).to_bytes(4, "big") + modules.SIGNATURE_MAGIC)
+
+
+def test_the_intel_kit_is_the_amd_kit_with_kvm_intel():
+    amd, intel = profiles.PROFILES["hwvirt-amd"], profiles.PROFILES["hwvirt-intel"]
+    assert intel.modules == ("irqbypass", "kvm", "kvm_intel") and "kvm_amd" in amd.modules
+    assert (intel.packages, intel.include, intel.init) == (amd.packages, amd.include, amd.init)
+    assert intel.strip_signatures and not amd.strip_signatures and intel.digest() != amd.digest()
+
+
 def test_profile_digest_changes_with_the_profile():
     p = profiles.DISK_TRAP
     assert p.digest() == profiles.DISK_TRAP.digest()

@@ -4,6 +4,7 @@
 #   tools/run-tests.sh quick   every test except those marked `full` (make test; budget 180 s)
 #   tools/run-tests.sh full    only the tests marked `full`: the Binder simulation,
 #                              chapters executed on their own, guests booted under QEMU
+#                              and Bochs
 #                              (make test-all runs `quick`, then this; CI runs both)
 #
 # As root on a machine with libvirt installed, the libvirt daemons are started
@@ -35,7 +36,8 @@ if [ -n "$stop_daemons" ]; then trap 'tools/libvirt-daemons.sh stop' EXIT; fi
 if [ "$scope" = full ] && [ "$(id -u)" = 0 ]; then
   echo "==> the guest kit for the QEMU suites (python -m lab kit build)"
   "$VENV/bin/python" -m lab kit build
-  "$VENV/bin/python" -m lab kit build --profile hwvirt
+  "$VENV/bin/python" -m lab kit build --profile hwvirt-amd
+  "$VENV/bin/python" -m lab kit build --profile hwvirt-intel
 fi
 
 start=$(date +%s)
@@ -46,6 +48,6 @@ if [ "$status" = 5 ]; then status=0; echo "==> no test selected"; fi
 echo "==> tests ($scope) finished in $(( $(date +%s) - start )) s"
 if [ "$scope" = quick ]; then
   echo "==> not run by make test: the tests marked 'full' (Binder simulation, chapters executed on their own,"
-  echo "    guests booted under QEMU); run them with: make test-all (CI runs it)"
+  echo "    guests booted under QEMU and Bochs); run them with: make test-all (CI runs it)"
 fi
 exit "$status"

@@ -51,7 +51,8 @@ FORCED = f"{FORCE_RECORDED_ENV} is set"
 ASKED = "the page shows recorded data (live=False)"
 
 #: Resources recorded one part at a time: the columns that name the part.
-PARTS: dict[str, tuple[str, ...]] = {"exits": ("mode",), "transcripts": ("command",), "cells": ("page",)}
+PARTS: dict[str, tuple[str, ...]] = {"exits": ("mode",), "transcripts": ("command",), "cells": ("page",),
+                                     "hwvirt": ("backend",)}
 
 #: How the host of a data set was chosen (machine values; the book words them).
 LIVE, NAMED, NEWEST_COMPLETE, NEWEST_PARTIAL, EVERY_HOST = (

@@ -264,13 +264,16 @@ def migrate_package(package_dir: str | Path) -> Path:
 
 
 def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], prov: dict[str, Any], *,
-           root: str | Path | None = None, description: str = "", replace: bool = False) -> Path:
+           root: str | Path | None = None, description: str = "", replace: bool = False,
+           replace_by: str | None = None) -> Path:
     """Write ``frame`` as resource ``resource`` of ``data/measured/<host-id>/``, atomically.
 
     The package keeps its other resources (other benchmarks recorded earlier
     on the same host) and gains one row in ``provenance`` for this recording.
     Older rows of ``resource`` are kept too, unless ``replace`` (then the
-    provenance rows no other row points to go with them).
+    provenance rows no other row points to go with them); with ``replace_by``
+    (a column name) only the older rows whose value in that column is one of
+    the new rows' values are replaced, e.g. the runs of one back end.
     Every row of ``frame`` must carry ``host_id`` and ``recorded_at`` equal to
     ``prov``'s, which points it to its provenance row.
     """
@@ -292,8 +295,12 @@ def record(resource: str, frame: pd.DataFrame, fields: list[dict[str, Any]], pro
     old = frames.get(resource)
     frame = frame.copy()
     if old is not None and replace:  # drop older recordings of this benchmark, and provenance nobody uses
-        old = None
-        frames.pop(resource)
+        if replace_by is None:
+            old = None
+            frames.pop(resource)
+        else:
+            old = old[~old[replace_by].astype(str).isin(set(frame[replace_by].astype(str)))]
+            frames[resource] = old
         used = {(h, t) for name, f in frames.items() if name != "provenance"
                 for h, t in zip(f["host_id"], f["recorded_at"], strict=True)}
         used.add((row["host_id"], row["recorded_at"]))

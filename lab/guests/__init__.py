@@ -168,7 +168,13 @@ TRIPLE_FAULT = _program("triple_fault", "protected32",
 JUMP_UNMAPPED = _program("jump_unmapped", "protected32",
                          [asm.mov_imm32("eax", MMIO_ADDR), simple(*asm.JMP_EAX, comment="no memory there")],
                          "a jump to an address with no memory behind it")
-SPIN = _program("spin", "protected32", [asm.jmp_self("never exits")],
+#: A guest that never exits. It spins with interrupts enabled (RFLAGS.IF=1): nothing injects an
+#: interrupt into it, so on KVM's back ends that changes nothing, but under Bochs' emulated VT-x
+#: (``make test-hwvirt``, :mod:`lab.qemu.bochs`) an L2 guest spinning with IF=0 has the host's
+#: external interrupts masked too (a Bochs bug), so the kernel running KVM gets no timer again
+#: and the watchdog's signal is never delivered.
+SPIN = _program("spin", "protected32", [simple(*asm.STI, comment="interrupts on (see the docstring)"),
+                                        asm.jmp_self("never exits")],
                 "a guest that never exits: the watchdog must stop it")
 MMIO_STORE = _program("mmio_store", "protected32",
                       [asm.mov_imm32("ebx", MMIO_ADDR), asm.mov_al_imm8(0x2A),

@@ -47,6 +47,7 @@ FIXED = {
     "vmmcall": b"\x0f\x01\xd9",
     "hlt": b"\xf4",
     "ud2": b"\x0f\x0b",
+    "sti": b"\xfb",
     "pause": b"\xf3\x90",
     "mfence": b"\x0f\xae\xf0",
     "test al, 1": b"\xa8\x01",
@@ -74,8 +75,8 @@ def _fixed(text: str) -> tuple[str, bytes]:
     return text, FIXED[text]
 
 
-RDTSC, CPUID, VMCALL, VMMCALL, HLT, UD2, PAUSE = map(_fixed, ("rdtsc", "cpuid", "vmcall", "vmmcall", "hlt", "ud2",
-                                                               "pause"))
+RDTSC, CPUID, VMCALL, VMMCALL, HLT, UD2, PAUSE, STI = map(_fixed, ("rdtsc", "cpuid", "vmcall", "vmmcall", "hlt",
+                                                                    "ud2", "pause", "sti"))
 MFENCE, TEST_AL_1 = _fixed("mfence"), _fixed("test al, 1")
 OUT_DX_AL, OUT_DX_AX, OUT_DX_EAX = map(_fixed, ("out dx, al", "out dx, ax", "out dx, eax"))
 XOR_EAX_EAX, DEC_EBP = _fixed("xor eax, eax"), _fixed("dec ebp")

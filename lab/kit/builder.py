@@ -245,8 +245,9 @@ def _assemble(profile: Profile, debs: dict[str, Path], kpkg: str, work: Path) ->
         raise KitError(f"{kpkg} holds {len(releases)} module trees, expected one")
     release = releases[0]
     order = modules.load_order(list(profile.modules), modules.index(ktree / "lib/modules" / release))
+    strip = modules.strip_signature if profile.strip_signatures else bytes
     files: dict[str, tuple[bytes, bool]] = {
-        f"lib/modules/{m.name}.ko": (m.path.read_bytes(), False) for m in order}
+        f"lib/modules/{m.name}.ko": (strip(m.path.read_bytes()), False) for m in order}
     bb = _extract(debs[BUSYBOX], work / "busybox") / "bin/busybox"
     files["bin/busybox"] = (bb.read_bytes(), True)
     links: dict[str, str] = {}

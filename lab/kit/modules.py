@@ -106,3 +106,20 @@ def load_order(wanted: list[str], available: dict[str, Module]) -> list[Module]:
     for name in wanted:
         visit(name, (), True)
     return order
+
+
+#: The trailer ``sign-file`` appends to a signed module: ``struct module_signature`` (12 bytes, the
+#: signature's length big-endian in its last 4), then this magic; the PKCS#7 signature comes before both.
+SIGNATURE_MAGIC = b"~Module signature appended~\n"
+
+
+def strip_signature(data: bytes) -> bytes:
+    """The module without its appended signature (unchanged if it has none)."""
+    if not data.endswith(SIGNATURE_MAGIC):
+        return data
+    info_end = len(data) - len(SIGNATURE_MAGIC)
+    sig_len = int.from_bytes(data[info_end - 4:info_end], "big")
+    start = info_end - 12 - sig_len
+    if start < 0:
+        raise ModuleError(f"the module's signature trailer says {sig_len} bytes, more than the file holds")
+    return data[:start]

@@ -8,13 +8,14 @@ guest, pytest runs the project's own KVM live tests.
 
 One run:
 
-1. the ``hwvirt`` guest kit (:mod:`lab.kit`: kernel, ``kvm_amd`` and its
+1. the ``hwvirt-amd`` guest kit (:mod:`lab.kit`: kernel, ``kvm_amd`` and its
    modules, Python 3.11 from Debian with precompiled ``.pyc``) is found in
    its cache (:func:`lab.kit.find`; never built here);
 2. a *payload* is packed fresh from this checkout: ``lab`` (without the book
    layer), the test files, pytest and its pure-Python dependencies, all
    byte-compiled, and ``/payload/run``; it is a second gzip'd cpio archive
-   appended to the kit's initramfs (the kernel unpacks both, in order);
+   appended to the kit's initramfs (the kernel unpacks both, in order;
+   :func:`initrd_with_payload`, which :mod:`lab.qemu.bochs` uses too);
 3. ``qemu-system-x86_64`` boots it with no network and no display, always
    under a deadline (``subprocess.run(timeout=...)`` kills QEMU when it passes);
    the guest's console goes to one file, pytest's JUnit XML comes back on
@@ -29,11 +30,13 @@ measurements run on the standard library, and a test that records a table
 is not run there (``GUEST_DESELECT``).
 Timings from this guest mean nothing for hardware (every instruction is
 emulated), so nothing here records them; the one test with a latency limit
-(Ctrl-C within 100 ms) gets 1 s there (``LAB_SIGINT_LIMIT_S``).
+(Ctrl-C within 100 ms) gets 1 s there (``LAB_SIGINT_LIMIT_S``), and child processes get 4 times longer
+(``LAB_TIMEOUT_SCALE``).
 """
 
 from __future__ import annotations
 
+import ast
 import compileall
 import importlib.util
 import py_compile
@@ -45,12 +48,17 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import backends
 from lab.kit import Kit, cpio
 from lab.paths import REPO_ROOT
 
-PROFILE = "hwvirt"
+EMULATOR = "qemu-tcg"
+#: The back end this guest offers (``kvm_amd``), as :data:`lab.backends.TABLE` says.
+BACKEND = backends.emulated_by(EMULATOR).name
+PROFILE = "hwvirt-amd"
 QEMU = "qemu-system-x86_64"
-DEFAULT_DEADLINE_S = 150.0
+#: 40-55 s on an idle 2-core machine; over 150 s beside the Bochs run (make test-hwvirt) and other jobs.
+DEFAULT_DEADLINE_S = 600.0
 MEMORY_MIB = 768
 #: Test files run in the guest, against kvm_amd (only their tests marked ``kvm``).
 GUEST_TESTS = ("tests/test_kvm_vmm.py", "tests/test_kvm_interrupt.py", "tests/test_devices_live.py",
@@ -64,6 +72,7 @@ BEGIN, END = "@lab-junit-begin", "@lab-junit-end"
 RUN_SCRIPT = """#!/bin/sh
 export PATH=/bin:/usr/bin PYTHONPATH=/payload/site:/payload/repo PYTHONDONTWRITEBYTECODE=1 LAB_REQUIRE_LIVE=kvm
 export LAB_SIGINT_LIMIT_S=1.0  # every instruction is emulated: "at once" is slower than on hardware
+export LAB_TIMEOUT_SCALE=4  # and a test's child processes may take that much longer
 cd /payload/repo
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 echo "lab-payload: $(python3.11 -c 'import sys; print(sys.version.split()[0])'), running pytest"
@@ -79,9 +88,36 @@ markers =
     libvirtd: needs libvirtd
     root: needs root
     kit: needs the guest kit
+    bochs: needs Bochs
+    hypercall: its passing shows a hypercall completing in the kernel
     book: builds or reads the built book
     full: too long for make test
 """
+
+
+#: The mark of the guest tests whose passing shows a hypercall completing in the kernel.
+HYPERCALL_MARK = "hypercall"
+
+
+def marked_tests(mark: str, files: tuple[str, ...] = GUEST_TESTS) -> frozenset[str]:
+    """Node ids (``file::function``) of the test functions in ``files`` marked ``@pytest.mark.<mark>``.
+
+    Read from the tests' source, so nothing else types their names: a renamed test keeps its mark.
+    """
+    found = set()
+    for name in files:
+        tree = ast.parse((REPO_ROOT / name).read_text(encoding="utf-8"), name)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                marks = {ast.unparse(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list}
+                if f"pytest.mark.{mark}" in marks:
+                    found.add(f"{name}::{node.name}")
+    return frozenset(found)
+
+
+def hypercall_tests() -> frozenset[str]:
+    """The guest tests whose passing shows the hypercall completing (the book says so per back end)."""
+    return marked_tests(HYPERCALL_MARK)
 
 
 class HwvirtFailed(RuntimeError):
@@ -171,6 +207,20 @@ def pack_payload(root: Path) -> bytes:
 # --------------------------------------------------------------------------- booting
 
 
+def first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
+
+
+def emulator() -> str:
+    """QEMU's version and the CPU options: the AMD-V ``kvm_amd`` ran on is QEMU TCG's emulation."""
+    version = first_line([QEMU, "--version"]).replace("QEMU emulator version ", "QEMU ")
+    return f"{version}, -accel tcg -cpu max"
+
+
 def qemu_argv(kit: Kit, initrd: Path, console: Path, results: Path) -> list[str]:
     """The QEMU command line: TCG with every feature it emulates (SVM + NPT), no network, no display."""
     return [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(MEMORY_MIB), "-smp", "1",
@@ -219,6 +269,28 @@ def _backend(console: str) -> str:
     return "unknown"
 
 
+def initrd_with_payload(kit: Kit, folder: Path, tests: tuple[str, ...], pytest_args: str = "") -> Path:
+    """``folder/initrd.img``: the kit's initramfs with a payload packed fresh from this checkout appended."""
+    initrd = folder / "initrd.img"
+    payload = pack_payload(payload_tree(folder, tests, pytest_args))
+    with open(initrd, "wb") as f:
+        f.write(kit.initrd.read_bytes())
+        f.write(b"\0" * (-f.tell() % 512))  # the kernel skips NUL padding between archives
+        f.write(payload)
+    return initrd
+
+
+def read_file(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def collect(console: Path, results: Path, seconds: float) -> HwvirtRun:
+    """What a finished guest left in its two serial files; :class:`HwvirtFailed` when no results came back."""
+    text = read_file(console)
+    cases, status = parse_results(read_file(results), text)
+    return HwvirtRun(tuple(cases), status, seconds, _backend(text), text)
+
+
 def run(kit: Kit, tests: tuple[str, ...] = GUEST_TESTS, *, deadline_s: float = DEFAULT_DEADLINE_S,
         pytest_args: str = "") -> HwvirtRun:
     """Boot ``kit`` with a fresh payload, run ``tests`` in the guest, return what ran there."""
@@ -226,21 +298,13 @@ def run(kit: Kit, tests: tuple[str, ...] = GUEST_TESTS, *, deadline_s: float = D
         raise HwvirtFailed(f"{QEMU} is not installed: install Debian's qemu-system-x86 (tools/setup.sh system)")
     with tempfile.TemporaryDirectory(prefix="labhwvirt-") as tmp:
         folder = Path(tmp)
-        initrd, console, results = folder / "initrd.img", folder / "console.log", folder / "results.txt"
-        payload = pack_payload(payload_tree(folder, tests, pytest_args))
-        with open(initrd, "wb") as f:
-            f.write(kit.initrd.read_bytes())
-            f.write(b"\0" * (-f.tell() % 512))  # the kernel skips NUL padding between archives
-            f.write(payload)
+        console, results = folder / "console.log", folder / "results.txt"
+        initrd = initrd_with_payload(kit, folder, tests, pytest_args)
         started = time.monotonic()
         try:
             subprocess.run(qemu_argv(kit, initrd, console, results), stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=deadline_s, check=False)
         except subprocess.TimeoutExpired:
-            text = console.read_text(errors="replace") if console.exists() else ""
             raise HwvirtFailed(f"the guest did not finish within {deadline_s:.0f} s and QEMU was killed; "
-                               f"its console ends with:\n{console_tail(text)}") from None
-        seconds = time.monotonic() - started
-        text = console.read_text(errors="replace") if console.exists() else ""
-        cases, status = parse_results(results.read_text(errors="replace") if results.exists() else "", text)
-        return HwvirtRun(tuple(cases), status, seconds, _backend(text), text)
+                               f"its console ends with:\n{console_tail(read_file(console))}") from None
+        return collect(console, results, time.monotonic() - started)
