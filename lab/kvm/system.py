@@ -69,7 +69,7 @@ class System:
     def __del__(self) -> None:  # last resort; the with block is the rule
         # A closed System (the rule) has nothing to do. One left open is closed without holding a Ctrl-C
         # back: a KeyboardInterrupt raised inside __del__ is reported and dropped by Python, and the
-        # reader's Ctrl-C would be lost (seen once in 1,800 random Ctrl-Cs under Bochs).
+        # reader's Ctrl-C would be lost (the likely cause of one that never arrived, of about 1,800 under Bochs).
         if self._fd is None and not self._vms:
             return
         try:
