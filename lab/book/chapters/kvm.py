@@ -27,7 +27,7 @@ PAGE = "kvm"
 BAD_GUESTS_JA = {
     "triple_fault": "IDT のない状態で未定義命令 (ud2) を実行",
     "jump_unmapped": "メモリのないアドレスへジャンプ",
-    "spin": "ずっと終わらない (sti; jmp .)",
+    "spin": "ずっと終わらない (jmp . で回り続ける)",
     "hypercall_once": "保護モードで {insn} を 1 回",
 }
 
