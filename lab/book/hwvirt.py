@@ -98,8 +98,9 @@ def summary_ja(root: str | Path | None = None) -> str:
             + "、".join(f"{HARDWARE_JA[b.name]} は {_emulator(b)} が" for b in EMULATED)
             + "エミュレートし、その中でそれぞれ " + "、".join(f"`{b.name}`" for b in EMULATED) + " を読み込みます。")
     parts = []
+    recorded = runs(root)
     for b in EMULATED:
-        run = runs(root)[b.name]
+        run = recorded[b.name]
         if run.empty:
             parts.append(f"{_where(b)} では、まだ記録された実行結果はありません。")
             continue
@@ -117,8 +118,9 @@ def summary_ja(root: str | Path | None = None) -> str:
 def hypercall_note_ja(root: str | Path | None = None) -> str:
     """One sentence (Markdown) for the VMExit chapter: did the hypercall complete on each emulated back end?"""
     clauses = []
+    recorded = runs(root)
     for b in EMULATED:
-        run = runs(root)[b.name]
+        run = recorded[b.name]
         if run.empty:
             clauses.append(f"{_where(b)} では、まだ記録された実行結果がありません")
             continue
