@@ -32,8 +32,9 @@ device is busy for suppression to matter), so their requests/s differ from
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lab import kvm
@@ -129,7 +130,7 @@ def _checked_run(config: Config, count: int, system: System) -> live.IoRun:
         raise _ModelMismatch(f"{r.exits} exits to userspace, the model says {expected}")
     if live.PATHS[m].ioeventfd and r.eventfd_kicks != r.kicks:
         raise _ModelMismatch(f"the guest kicked {r.kicks} times, the eventfd counted {r.eventfd_kicks}")
-    if m.startswith("virtio") and r.kicks > -(-count // b):
+    if live.PATHS[m].device == "virtio" and r.kicks > -(-count // b):
         raise _ModelMismatch(f"{r.kicks} kicks, more than the {-(-count // b)} batches")
     return r
 
@@ -150,8 +151,8 @@ def _result(config: Config, count: int, repeat: int, runs: list[live.IoRun], fai
         requests_per_s=rps["median"], requests_per_s_q1=rps["q1"], requests_per_s_q3=rps["q3"],
         bytes_per_s=rps["median"] * s, checksum_ok=True, tsc_source=tsc_source,
     )
-    extra["what"] = (f"b={b:<3} S={s}: {rps['median']:>9,.0f} req/s {extra['exits_per_request']:>7.3f} exits/req"
-                     + (f" {extra['kicks_per_run'] / count:>6.3f} kicks/req" if m.startswith("virtio") else ""))
+    kicks = f" {extra['kicks_per_run'] / count:>6.3f} kicks/req" if live.PATHS[m].device == "virtio" else ""
+    extra["what"] = f"b={b:<3} S={s}: {rps['median']:>9,.0f} req/s {extra['exits_per_request']:>7.3f} exits/req{kicks}"
     return Result.from_samples(m, [r.cycles_per_request for r in runs], [r.wall_ns / r.count for r in runs],
                                iterations=count, tsc_khz=tsc, **extra)
 
@@ -239,14 +240,8 @@ def load_recorded(root: str | None = None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- command line
 
 
-def _args_for(modes: Sequence[str]) -> Callable[[argparse.ArgumentParser], None]:
-    """The options of a benchmark of this module whose default modes are ``modes``."""
-    def add(p: argparse.ArgumentParser) -> None:
-        _args(p, modes)
-    return add
-
-
 def _args(p: argparse.ArgumentParser, modes: Sequence[str]) -> None:
+    """The options of a benchmark of this module whose default modes are ``modes``."""
     p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, metavar="N",
                    help=f"timed runs per configuration (default {DEFAULT_REPEAT})")
     p.add_argument("--count", type=int, default=DEFAULT_COUNT, metavar="N",
@@ -275,8 +270,9 @@ def _steps(args: argparse.Namespace) -> int:
 
 def _register(name: str, modes: Sequence[str], help: str, description: str) -> Bench:
     """This module's measurement, recorded as resource ``name``, over ``modes`` unless told otherwise."""
-    return register(Bench(name=name, help=help, add_args=_args_for(modes), measure=_measure, to_frame=to_frame,
-                          fields=FIELDS, description=description, steps=_steps, provenance=tsc_provenance))
+    return register(Bench(name=name, help=help, add_args=functools.partial(_args, modes=modes), measure=_measure,
+                          to_frame=to_frame, fields=FIELDS, description=description, steps=_steps,
+                          provenance=tsc_provenance))
 
 
 BENCH = _register("io", IO_MODES,

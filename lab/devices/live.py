@@ -49,6 +49,17 @@ class IoPath:
     ioeventfd: bool = False     #: the kick is an ioeventfd taken by a VhostWorker thread (no exit to userspace)
     suppress: str | None = None  #: how the device turns kicks off while busy (:data:`models.SUPPRESSION`)
 
+    @property
+    def event_idx(self) -> bool:
+        """VIRTIO_F_EVENT_IDX negotiated: the driver kicks by ``avail_event``."""
+        return self.suppress == "event_idx"
+
+    def make_device(self, mem: GuestMemory) -> _Device:
+        """The device model this path hands its requests to, over ``mem``."""
+        if self.device == "virtio":
+            return VirtioDevice(mem, suppress=self.suppress)
+        return DEVICE_CLASSES[self.device](mem)
+
 
 PATHS = {
     "hvm": IoPath("hvm", "hvm"),
@@ -222,13 +233,12 @@ def _prepare(mem: GuestMemory, mode: str, data: bytes, count: int, size: int, ba
     path = PATHS[mode]
     mem.write(abi.DATA, data)
     _write_params(mem, count, size, batch, data_addr)
-    if path.device != "virtio":
-        return DEVICE_CLASSES[path.device](mem)
-    from lab.devices.driver import DriverQueue
-    from lab.devices.virtqueue import Layout
-    DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
-    mem.set_u32(abi.PARAMS + abi.P_EVENT_IDX, int(path.suppress == "event_idx"))
-    return VirtioDevice(mem, suppress=path.suppress)
+    if path.device == "virtio":
+        from lab.devices.driver import DriverQueue
+        from lab.devices.virtqueue import Layout
+        DriverQueue(mem, Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED))  # zeroed rings
+        mem.set_u32(abi.PARAMS + abi.P_EVENT_IDX, int(path.event_idx))
+    return path.make_device(mem)
 
 
 # --------------------------------------------------------------------------- run loop

@@ -15,9 +15,9 @@ import time
 
 from lab.devices import abi
 from lab.devices.driver import DriverQueue
-from lab.devices.live import PATHS, check_params, payload
+from lab.devices.live import PATHS, IoPath, check_params, payload
 from lab.devices.memory import GuestMemory
-from lab.devices.models import DEVICE_CLASSES, Delivery, VirtioDevice, expected_checksum
+from lab.devices.models import Delivery, VirtioDevice, expected_checksum
 from lab.devices.vhost import VhostWorker
 from lab.devices.virtqueue import Layout
 
@@ -35,9 +35,8 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
     kicks = eventfd_kicks = 0
     path = PATHS[mode]
     layout = Layout(abi.QUEUE_SIZE, abi.VQ_DESC, abi.VQ_AVAIL, abi.VQ_USED)
-    virtio = path.device == "virtio"
-    driver = DriverQueue(mem, layout, event_idx=path.suppress == "event_idx") if virtio else None
-    device = VirtioDevice(mem, suppress=path.suppress) if virtio else DEVICE_CLASSES[path.device](mem)
+    driver = DriverQueue(mem, layout, event_idx=path.event_idx) if path.device == "virtio" else None
+    device = path.make_device(mem)
 
     def out(port: int, value: int, width: int = 4) -> None:  # an exit in a live run
         device.write(port - device.base, value.to_bytes(width, "little"))
@@ -58,7 +57,7 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
     else:
         if not isinstance(device, VirtioDevice) or driver is None:  # check_params admits no other mode
             raise ValueError(f"unknown mode {mode!r}")
-        kicks, eventfd_kicks = _virtio_guest(mode, driver, device, count, size, batch)
+        kicks, eventfd_kicks = _virtio_guest(path, driver, device, count, size, batch)
     device.close()
     return SimRun(mode=mode, count=count, size=size, batch=batch, exits=sum(device.stats.by_port.values()),
                   exits_by_port={f"{k:#x}": v for k, v in sorted(device.stats.by_port.items())}, kicks=kicks,
@@ -67,10 +66,9 @@ def simulate(mode: str, count: int, size: int, batch: int = 1, *, seed: int = 0)
                   polls=device.stats.polls)
 
 
-def _virtio_guest(mode: str, driver: DriverQueue, device: VirtioDevice, count: int, size: int,
+def _virtio_guest(path: IoPath, driver: DriverQueue, device: VirtioDevice, count: int, size: int,
                   batch: int) -> tuple[int, int]:
     """The virtio guests of :mod:`lab.devices.guests`, played by ``driver``; returns (kicks, eventfd kicks)."""
-    path = PATHS[mode]
     worker = VhostWorker(device).__enter__() if path.ioeventfd else None
     stream = path.program == "virtio_stream"  # fill on without waiting for each batch
     kicks = done = 0
