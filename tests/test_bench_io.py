@@ -88,12 +88,17 @@ def test_live_run_matches_the_model():
         assert r.extra["requests_per_s"] > 0 and r.cycles_per_exit > 0 and r.tsc_khz > 0
 
 
+def _bench_json(kind: str, *options: str) -> list[dict]:
+    """``python -m lab bench <kind> --json <options>``: its rows, after checking it succeeded."""
+    out = subprocess.run([sys.executable, "-m", "lab", "bench", kind, "--json", *options],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.mark.kvm
 def test_cli_json():
-    out = subprocess.run([sys.executable, "-m", "lab", "bench", "io", "--json", "--repeat", "1", "--count", "16",
-                          "--batches", "4", "--sizes", "8"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)
+    rows = _bench_json("io", "--repeat", "1", "--count", "16", "--batches", "4", "--sizes", "8")
     assert {r["kind"] for r in rows} == set(bench_io.IO_MODES)
     for r in rows:
         assert r["status"] == "ok" and r["batch"] == 4 and r["size"] == 8
@@ -106,10 +111,7 @@ def test_cli_json():
 def test_notify_benchmark_counts_the_kicks_of_each_suppression():
     """The notify benchmark runs the ioeventfd paths with and without suppression: no exit to userspace on
     any, one kick per batch without suppression, never more than that with it."""
-    out = subprocess.run([sys.executable, "-m", "lab", "bench", "notify", "--json", "--repeat", "2", "--count", "64",
-                          "--batches", "1,8", "--sizes", "16"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)
+    rows = _bench_json("notify", "--repeat", "2", "--count", "64", "--batches", "1,8", "--sizes", "16")
     assert {r["kind"] for r in rows} == set(bench_io.NOTIFY_MODES)
     for r in rows:
         assert r["status"] == "ok" and r["exits_per_request"] == 0, r
