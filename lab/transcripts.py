@@ -13,7 +13,7 @@ other measurement (:func:`record`). :func:`recorded` follows the book's data-set
 (:mod:`lab.bench.dataset`): one host, its newest recording of the command.
 
 This module holds machine values only; the book layer
-(:mod:`lab.book.transcripts`) turns them into words.
+(:mod:`lab.book.core.transcripts`) turns them into words.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A fresh environment made only from ``binder/``; every chapter executed and the
 whole book built by a non-root user who cannot open ``/dev/kvm``. The build
 must pass with ``-W``, and each chapter that measures hardware must show the
-recorded-data note (``lab.book.fallback``) naming the host and the reason.
+recorded-data note (``lab.book.core.fallback``) naming the host and the reason.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def test_hardware_pages_were_built_live_on_a_kvm_host(built, page):
     # hardware cells must show live results, not the recorded-data note.
     # (Executing them on their own, live and from recorded data, is in make test-all.)
     html = (built / f"{page}.html").read_text(encoding="utf-8")
-    if page == "chapters/kvm/kvm":  # %%kvm cells (lab.book.cells) show their own output live, and no note
+    if page == "chapters/kvm/kvm":  # %%kvm cells (lab.book.core.cells) show their own output live, and no note
         assert "&lt;kvm.Vm fd=" in html and "記録済みの出力です" not in html, f"{page}: %%kvm cells not run live"
         return
     assert "lab-live" in html, f"{page}: no live result although this machine has KVM"

@@ -7,10 +7,12 @@ import re
 import pytest
 from synthetic import FORWARD_ID, REVERSED_ID
 
-from lab.book import backend, compare, vmm_words
 from lab.book import kvm as book_kvm
 from lab.book.chapters import kvm as kvm_chapter
 from lab.book.exits_view import Floor, Measurement, SideBySide
+from lab.book.ja import backends as backend
+from lab.book.ja import comparisons as compare
+from lab.book.ja import messages as vmm_words
 from lab.book.virtio_view import Paths, ring_view
 from lab.devices.driver import DriverQueue
 from lab.devices.memory import GuestMemory
@@ -74,7 +76,7 @@ def _all_codes() -> dict:
 
 def test_every_error_code_has_a_japanese_message():
     missing = sorted(set(_all_codes()) - set(vmm_words.MESSAGES_JA))
-    assert not missing, f"codes without a Japanese message in lab.book.vmm_words.MESSAGES_JA: {missing}"
+    assert not missing, f"codes without a Japanese message in lab.book.ja.messages.MESSAGES_JA: {missing}"
     stale = sorted(set(vmm_words.MESSAGES_JA) - set(_all_codes()))
     assert not stale, f"Japanese messages for codes nothing raises: {stale}"
 

@@ -30,7 +30,7 @@ def test_recorded_hosts_lists_every_recording_host():
 
 def test_recorded_hosts_say_a_pvm_host_in_a_vm_is_not_nested(synthetic_roots):
     """The forward synthetic host is kvm_pvm in a VM, the reversed one kvm_amd in a VM (nested)."""
-    from lab.book import backend
+    from lab.book.ja import backends as backend
 
     table = book_host.recorded_hosts(synthetic_roots["both"]).set_index("ホスト")
     assert list(table.columns) == list(book_host.recorded_hosts().columns)[1:]

@@ -1,4 +1,4 @@
-"""Japanese for lab.host and lab.virt's English (lab.book.words, lab.book.virt_tables)."""
+"""Japanese for lab.host and lab.virt's English (lab.book.ja.reasons, lab.book.virt_tables)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from lab import host
 from lab.book import host as book_host
-from lab.book import words
+from lab.book.ja import reasons as words
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 

@@ -104,7 +104,7 @@ def test_mode_tabs_switch_figures(browser, server):
     """Clicking a tab shows another figure, and tabs of one group follow each other."""
     docs = pages_with_tabs()
     if not docs:
-        pytest.fail("no page of the book has switchable views (lab.book.widgets.Switchable)")
+        pytest.fail("no page of the book has switchable views (lab.book.core.widgets.Switchable)")
     for doc in docs:
         page, problems = open_page(browser, f"{server}/{doc}.html")
         try:

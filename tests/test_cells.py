@@ -1,4 +1,4 @@
-"""The one live-or-recorded cell type (``%%kvm``, lab.book.cells) and its recordings (lab.bench.cells).
+"""The one live-or-recorded cell type (``%%kvm``, lab.book.core.cells) and its recordings (lab.bench.cells).
 
 Recorded: a synthetic host's outputs are shown with the note naming that host
 and why; a cell whose code changed says so and shows nothing old; a host
@@ -17,7 +17,7 @@ import synthetic
 from synthetic import FORWARD_ID, REVERSED_ID
 
 from lab.bench import cells, dataset, harness
-from lab.book import cells as book_cells
+from lab.book.core import cells as book_cells
 from lab.paths import REPO_ROOT
 
 KVM_PAGE = REPO_ROOT / "chapters/kvm/kvm.md"

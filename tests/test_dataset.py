@@ -11,7 +11,8 @@ from synthetic import BASE, FORWARD, FORWARD_ID, OTHER_ID, REVERSED, REVERSED_ID
 
 from lab.bench import dataset
 from lab.book import kvm as book_kvm
-from lab.book import pages, vmexit_words
+from lab.book import vmexit_words
+from lab.book.core import pages
 from lab.datapackage import DataError
 
 

@@ -2,7 +2,7 @@
 
 from synthetic import FORWARD_ID
 
-from lab.book.fallback import live_note, recorded_note
+from lab.book.core.fallback import live_note, recorded_note
 
 
 def test_recorded_note_says_host_date_and_reason():

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from lab import guests
-from lab.book.guests import listing
+from lab.book.core.listing import listing
 
 pytestmark = pytest.mark.skipif(shutil.which("as") is None or shutil.which("objcopy") is None,
                                 reason="needs GNU binutils (as, objcopy): apt-get install binutils")

@@ -52,9 +52,8 @@ def test_a_violation_breaks_the_contract(tmp_path, module, line, contract):
 
 
 #: What a chapter module (lab/book/chapters/<page>.py) may import directly (lab.book's docstring).
-CHAPTER_MAY_IMPORT = ("lab.kvm", "lab.guests", "lab.devices", "lab.host", "lab.analysis", "lab.book.pages",
-                      "lab.book.cells", "lab.book.fallback", "lab.book.backend", "lab.book.vmm_words",
-                      "lab.book.guests", "lab.book.plots", "lab.book.widgets", "pandas", "matplotlib", "IPython",
+CHAPTER_MAY_IMPORT = ("lab.kvm", "lab.guests", "lab.devices", "lab.host", "lab.analysis", "lab.book.core",
+                      "lab.book.ja", "pandas", "matplotlib", "IPython",
                       "__future__", "json", "typing", "dataclasses", "collections")
 
 
@@ -78,3 +77,18 @@ def test_a_chapter_module_imports_only_what_the_docstring_allows():
     for path in modules:
         bad = {n for n in _imports(path) if not any(n == a or n.startswith(a + ".") for a in CHAPTER_MAY_IMPORT)}
         assert not bad, f"{path.name} imports {sorted(bad)}: see lab.book's docstring for what a chapter may import"
+
+
+def test_inside_the_book_layer_imports_go_only_downward():
+    """chapters -> core -> ja: core imports no chapter module, ja imports nothing of the book."""
+    book = REPO_ROOT / "lab" / "book"
+    below = {"core": ("lab.book.chapters",), "ja": ("lab.book.chapters", "lab.book.core")}
+    for part, forbidden in below.items():
+        for path in sorted((book / part).glob("*.py")):
+            names = _imports(path)
+            if part == "ja":
+                names = {n for n in names if n.startswith("lab.book")}
+                bad = {n for n in names if not n.startswith("lab.book.ja")}
+            else:
+                bad = {n for n in names if any(n == f or n.startswith(f + ".") for f in forbidden)}
+            assert not bad, f"lab/book/{part}/{path.name} imports {sorted(bad)}: lab.book's parts import only downward"

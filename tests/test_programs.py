@@ -8,7 +8,7 @@ starts and fails on any that the list does not name:
   ``subprocess.run/Popen/check_output/check_call/call`` whose argument list
   starts with a literal program name, and ``shutil.which("name")``;
 - shell (``tools/*.sh``, ``.ci/run``, ``binder/postBuild``, the Makefile's
-  recipes, ``!`` lines and ``%%bash`` and ``%%shell`` (lab.book.transcripts) cells of the chapters): every simple
+  recipes, ``!`` lines and ``%%bash`` and ``%%shell`` (lab.book.core.transcripts) cells of the chapters): every simple
   command, found by parsing with ``shfmt --to-json`` (so heredocs, case
   patterns and strings are not mistaken for commands), looking through
   wrappers such as ``env``, ``runuser ... --``, ``timeout`` and ``xargs``.

@@ -1,4 +1,4 @@
-"""lab.transcripts (run, record, load) and lab.book.transcripts (what a %%shell cell shows)."""
+"""lab.transcripts (run, record, load) and lab.book.core.transcripts (what a %%shell cell shows)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import synthetic
 
 from lab import host, transcripts
-from lab.book import transcripts as shown
+from lab.book.core import transcripts as shown
 
 #: The host a transcript recorded by this test run carries: this machine's.
 HERE = host.host_id(host.read_cpuinfo())

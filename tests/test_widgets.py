@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lab.book import plots
-from lab.book.widgets import MODE_IDS, Switchable, SwitchGrid
+from lab.book.core import plots
+from lab.book.core.widgets import MODE_IDS, Switchable, SwitchGrid
 
 
 def three_figures():

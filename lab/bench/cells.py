@@ -1,7 +1,7 @@
 """Recorded outputs of the chapters' ``%%kvm`` cells: how they are keyed, recorded and found again.
 
 A chapter cell that needs KVM starts with the line ``%%kvm`` (the cell magic
-of :mod:`lab.book.cells`); everything below it is the reader's code, the real
+of :mod:`lab.book.core.cells`); everything below it is the reader's code, the real
 API. Where KVM is usable the magic runs that code. Where it is not, the magic
 shows what the same cell printed on the page's recorded host. This module
 holds the recordings; it knows nothing of how the book words them.

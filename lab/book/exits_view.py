@@ -4,7 +4,7 @@ Each cell calls the measuring code itself and
 hands the result to an object from here, which shows it next to what every
 recorded host answered (newest recording per host) and says which row is
 live and which is recorded. Without KVM (or with ``LAB_FORCE_RECORDED=1``)
-only the recorded rows are shown, with the note of :mod:`lab.book.fallback`.
+only the recorded rows are shown, with the note of :mod:`lab.book.core.fallback`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pandas as pd
 
 from lab import host
 from lab.bench.harness import Result
-from lab.book import fallback, pages
-from lab.book.backend import backend_short
+from lab.book.core import fallback, pages
+from lab.book.ja.backends import backend_short
 
 KIND_JA = {"loop": "空ループ", "cpuid": "cpuid", "hypercall": "ハイパーコール", "pio_user": "ポート出力 → ユーザー空間",
            "mmio_user": "MMIO 書き込み → ユーザー空間", "pio_ioeventfd": "ポート出力 → ioeventfd"}

@@ -9,8 +9,8 @@ from pandas.io.formats.style import Styler
 
 from lab import datapackage, paths
 from lab.bench import harness
-from lab.book import words
-from lab.book.backend import backend_short
+from lab.book.ja import reasons as words
+from lab.book.ja.backends import backend_short
 from lab.devnode import DeviceAccess
 from lab.host import KVM_DEVICE, Probe
 

@@ -2,9 +2,9 @@
 
 :func:`load` measures on this host when KVM is usable (a short run of the
 :mod:`lab.bench.io` benchmark) and otherwise falls back to the page's recorded
-data set (:func:`lab.book.pages.data`), saying from which host and why.
+data set (:func:`lab.book.core.pages.data`), saying from which host and why.
 :func:`switchable` turns the result into one figure per style (HVM, PV,
-virtio) in a :class:`lab.book.widgets.Switchable`: toggle buttons in a live
+virtio) in a :class:`lab.book.core.widgets.Switchable`: toggle buttons in a live
 kernel, synchronised tabs in the static book.
 """
 
@@ -23,10 +23,10 @@ from lab.analysis import io_paths, measures
 from lab.analysis.compare import Comparison
 from lab.bench import harness
 from lab.bench import io as bench_io
-from lab.book import fallback, pages, plots
-from lab.book.backend import backend_ja, backend_short
-from lab.book.vmm_words import say
-from lab.book.widgets import Switchable
+from lab.book.core import fallback, pages, plots
+from lab.book.core.widgets import Switchable
+from lab.book.ja.backends import backend_ja, backend_short
+from lab.book.ja.messages import say
 from lab.datapackage import DataError
 from lab.devices.driver import DriverQueue
 from lab.devices.memory import DeviceError, GuestMemory
@@ -68,7 +68,7 @@ class IoData:
         return f"{self.cpu_model}、{backend_ja(self.kvm_backend, self.runs_in_vm)}"
 
     def note(self) -> fallback.Note:
-        """Where the numbers come from, as the book's shared note (:mod:`lab.book.fallback`)."""
+        """Where the numbers come from, as the book's shared note (:mod:`lab.book.core.fallback`)."""
         if self.live:
             return fallback.live_note(host_id=self.host_id, detail=self.detail())
         return fallback.recorded_note(reason=self.reason, host_id=self.host_id, recorded=self.recorded_at,
@@ -90,7 +90,7 @@ class IoData:
 
 
 def load_recorded(root: str | None = None, page: str = "virtio") -> IoData:
-    """The io recording of ``page``'s recorded data set (:func:`lab.book.pages.data`)."""
+    """The io recording of ``page``'s recorded data set (:func:`lab.book.core.pages.data`)."""
     ds = pages.data(page, root, live=False)
     rows = ds.get("io", status="ok")
     if rows.empty:

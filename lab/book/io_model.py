@@ -22,11 +22,11 @@ from lab.analysis import io_model as analysis
 from lab.analysis import vmexit
 from lab.bench.dataset import MissingResource
 from lab.bench.harness import Result
-from lab.book import fallback, pages, plots
-from lab.book.backend import backend_short
-from lab.book.compare import spaced
+from lab.book.core import fallback, pages, plots
+from lab.book.core.widgets import SwitchGrid
 from lab.book.io import MODE_NAMES, TABS, IoData
-from lab.book.widgets import SwitchGrid
+from lab.book.ja.backends import backend_short
+from lab.book.ja.comparisons import spaced
 from lab.datapackage import DataError
 
 KERNEL_KICKS = analysis.KERNEL_KICKS

@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 from lab import datapackage, published
 from lab.analysis import vmexit as analysis_vmexit
 from lab.bench import exits as bench_exits
-from lab.book import fallback, pages, plots
-from lab.book.backend import backend_short
-from lab.book.fallback import live_reason  # noqa: F401  (the VMExit chapter asks it)
-from lab.book.vmm_words import say
+from lab.book.core import fallback, pages, plots
+from lab.book.core.fallback import live_reason  # noqa: F401  (the VMExit chapter asks it)
+from lab.book.ja.backends import backend_short
+from lab.book.ja.messages import say
 
 KIND_LABELS = {
     "loop": "空ループ(exit なし)",

@@ -16,8 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from lab.book import plots
-from lab.book.widgets import Switchable
+from lab.book.core import plots
+from lab.book.core.widgets import Switchable
 from lab.published import (  # noqa: F401  (re-exported for the chapters)
     acquisitions,
     adams_agesen,

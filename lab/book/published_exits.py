@@ -12,7 +12,7 @@ from pandas.io.formats.style import Styler
 
 from lab import published
 from lab.analysis import vmexit
-from lab.book import plots
+from lab.book.core import plots
 
 LEVEL_LABELS = {"bare_metal": "ベアメタル上の KVM", "nested_l2": "入れ子(L2 ゲスト)"}
 

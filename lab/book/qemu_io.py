@@ -24,8 +24,9 @@ from matplotlib.patches import Patch
 
 from lab.bench import harness
 from lab.bench import qemu_io as bench
-from lab.book import fallback, pages, plots, words
-from lab.book.widgets import Switchable
+from lab.book.core import fallback, pages, plots
+from lab.book.core.widgets import Switchable
+from lab.book.ja import reasons as words
 
 #: Set to 1 to let a chapter cell boot the guests (about 40 s) when everything is there.
 LIVE_ENV = "LAB_LIVE_QEMU_IO"
@@ -127,7 +128,7 @@ def _data(frame: pd.DataFrame, live: bool, reason: str = "") -> QemuIoData:
 
 
 def load_recorded(root: str | None = None, page: str = "virtio") -> QemuIoData:
-    """The qemu-io recording of ``page``'s recorded data set (:func:`lab.book.pages.data`); when that host
+    """The qemu-io recording of ``page``'s recorded data set (:func:`lab.book.core.pages.data`); when that host
     has none, data that says so (``missing``) wherever the page would show the counts."""
     ds = pages.data(page, root, live=False)
     if not ds.has("qemu-io"):

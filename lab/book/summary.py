@@ -15,7 +15,7 @@ import pandas as pd
 from lab import host, virt
 from lab.book import io as book_io
 from lab.book import kvm as book_kvm
-from lab.book import words
+from lab.book.ja import reasons as words
 
 BACKENDS = {
     "kvm_intel": "Intel VT-x を使う普通の KVM",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lab.book import words
+from lab.book.ja import reasons as words
 
 if TYPE_CHECKING:
     from lab.virt import Connection, Domain, DomainSpec, Session

@@ -20,10 +20,10 @@ from lab import host
 from lab.analysis import io_paths
 from lab.bench import harness
 from lab.bench import io as bench_io
-from lab.book import fallback, pages
-from lab.book.backend import backend_ja, backend_short
-from lab.book.compare import rate_ja, spaced
+from lab.book.core import fallback, pages
 from lab.book.io import MODE_NAMES, IoData, _ring_tables
+from lab.book.ja.backends import backend_ja, backend_short
+from lab.book.ja.comparisons import rate_ja, spaced
 from lab.devices.memory import GuestMemory
 from lab.devices.virtqueue import Layout
 

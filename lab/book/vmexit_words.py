@@ -1,6 +1,6 @@
 """The VMExit chapter's sentences about its recorded host, worded from :mod:`lab.analysis.vmexit`.
 
-The page's recorded data set (:func:`lab.book.pages.data`: one host, the
+The page's recorded data set (:func:`lab.book.core.pages.data`: one host, the
 newest recording of each resource) goes through the analysis layer, which
 says what is sound on the host's back end; this module only words it. On
 VT-x / AMD-V a row net of the empty loop is called an exit cost and set
@@ -19,9 +19,9 @@ from pandas.io.formats.style import Styler
 from lab.analysis import vmexit
 from lab.analysis.compare import Comparison
 from lab.bench.dataset import DataSet
-from lab.book import pages
-from lab.book.backend import backend_ja, is_pvm
-from lab.book.compare import cost_ja, pct_ja, spaced
+from lab.book.core import pages
+from lab.book.ja.backends import backend_ja, is_pvm
+from lab.book.ja.comparisons import cost_ja, pct_ja, spaced
 from lab.book.measures import contents_table
 
 

@@ -2,7 +2,7 @@
 
 The page's hidden setup cell loads this module as an IPython extension
 (``%load_ext lab.book.chapters.kvm``), which registers the ``%%kvm`` cell
-magic of :mod:`lab.book.cells` for this page: the walk's cells are the
+magic of :mod:`lab.book.core.cells` for this page: the walk's cells are the
 reader's calls to :mod:`lab.kvm` and nothing else, live on a KVM host and
 recorded elsewhere. What is left here is presentation: the ioctl table, the
 misbehaving guests on every recorded host (the ``tour`` recordings of
@@ -18,8 +18,8 @@ import pandas as pd
 from IPython.display import Markdown
 
 from lab import guests
-from lab.book import cells, fallback, pages
-from lab.book.vmm_words import say
+from lab.book.core import cells, fallback, pages
+from lab.book.ja.messages import say
 from lab.kvm import ioctl_numbers, vcpu
 
 PAGE = "kvm"

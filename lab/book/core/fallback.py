@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from lab.bench import dataset
-from lab.book.backend import backend_ja
+from lab.book.ja.backends import backend_ja
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,7 +153,7 @@ def data_set_note(ds: dataset.DataSet, resource: str, text: str = "") -> Note:
     return Note(note.title, note.body + (f"。{chosen}。" if chosen else "") + text, note.kind, note.css_class)
 
 
-# --------------------------------------------------------------------------- the %%kvm cells (lab.book.cells)
+# --------------------------------------------------------------------------- the %%kvm cells (lab.book.core.cells)
 
 def cell_note(row: Mapping[str, Any], reason: str, short: bool = False) -> Note:
     """Above a ``%%kvm`` cell's recorded output: the same code's output on which host, when, and why not here

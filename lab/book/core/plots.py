@@ -1,6 +1,6 @@
 """One place for the look of every figure: Japanese text, sizes, colours.
 
-Call :func:`setup` (chapters do it through ``lab.book.plots``) before drawing. It
+Call :func:`setup` (chapters do it through ``lab.book.core.plots``) before drawing. It
 selects Noto Sans CJK JP, which Debian ships in ``fonts-noto-cjk``; without it
 matplotlib would draw Japanese as empty boxes and print "Glyph ... missing",
 so a missing font is an error that says which package to install.

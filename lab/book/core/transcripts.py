@@ -1,6 +1,6 @@
 """Shell commands on the hands-on pages: the ``%%shell`` cell magic and what it shows.
 
-A page loads the extension once (``%load_ext lab.book.transcripts``); then a
+A page loads the extension once (``%load_ext lab.book.core.transcripts``); then a
 cell such as::
 
     %%shell --needs libvirtd
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab import transcripts
-from lab.book.backend import backend_ja
+from lab.book.ja.backends import backend_ja
 
 MISSING_PROGRAM = 127  # bash's exit status for "command not found"
 

@@ -13,7 +13,7 @@ and nothing else: the reader's code is the API. Where KVM is usable
 IPython would, and the cell's last expression is its result. Where it is not
 (Binder, a static build on a machine without ``/dev/kvm``,
 ``LAB_FORCE_RECORDED=1``) the code is not run: the cell shows the note of
-:mod:`lab.book.fallback` (which host, when, why not here) and then what the
+:mod:`lab.book.core.fallback` (which host, when, why not here) and then what the
 same code printed on the page's recorded host (:mod:`lab.bench.cells`: keyed
 by the page and a hash of the code). When the code changed since that
 recording, the cell says so and shows nothing of the old output. The switch
@@ -30,7 +30,7 @@ from typing import Any
 
 from lab.bench import cells as recorded_cells
 from lab.bench import dataset
-from lab.book import fallback, pages
+from lab.book.core import fallback, pages
 
 
 def _run(shell: Any, body: str) -> Any:
