@@ -128,11 +128,13 @@ def test_guest_errors_are_said_from_their_record():
     assert "サブエラー 1" in vmm_words.say(internal.record())
 
 
-def test_the_bad_guests_table_shows_every_recorded_host(synthetic_roots):
-    shown = kvm_chapter.bad_guests(synthetic_roots["both"])
-    assert set(shown.frame["ホスト"]) == {FORWARD_ID, REVERSED_ID}
-    assert FORWARD_ID in shown.note.body and REVERSED_ID in shown.note.body
-    assert "GuestShutdown" in set(shown.frame["結末"])
+def test_the_bad_guests_table_shows_the_pages_host_and_the_comparison_every_host(synthetic_roots):
+    page = kvm_chapter.bad_guests(synthetic_roots["both"])
+    assert "ホスト" not in page.frame.columns and REVERSED_ID in page.note.body  # the newer host is the page's
+    assert FORWARD_ID not in page.note.body and "GuestShutdown" in set(page.frame["結末"])
+    every = kvm_chapter.bad_guests_every_host(synthetic_roots["both"])
+    assert set(every.frame["ホスト"]) == {FORWARD_ID, REVERSED_ID}
+    assert FORWARD_ID in every.note.body and REVERSED_ID in every.note.body
 
 
 def test_hypercall_words_follow_each_recorded_host(synthetic_roots):
@@ -140,8 +142,10 @@ def test_hypercall_words_follow_each_recorded_host(synthetic_roots):
     forward, reversed_ = hypercall_words(synthetic_roots["forward"]), hypercall_words(synthetic_roots["reversed"])
     assert FORWARD_ID in forward and REVERSED_ID in reversed_ and forward.replace(FORWARD_ID, "") != \
         reversed_.replace(REVERSED_ID, "").replace("vmmcall", "vmcall")
-    both = hypercall_words(synthetic_roots["both"])
-    assert FORWARD_ID in both and REVERSED_ID in both  # the sentence covers every recorded host
+    page = hypercall_words(synthetic_roots["both"])
+    assert REVERSED_ID in page and FORWARD_ID not in page  # the text speaks of the page's host only
+    both = kvm_chapter.hypercall_words_every_host(synthetic_roots["both"])
+    assert FORWARD_ID in both and REVERSED_ID in both  # the comparison covers every recorded host
 
 
 def test_exits_cells_show_every_recorded_host(recorded_only, synthetic_roots):
@@ -206,4 +210,7 @@ def test_the_visible_cells_call_the_api(path):
               "chapters/io/virtio.md": ["driver.add(", "driver.publish()", "device.notify()", "driver.used()",
                                         "bench_io.run("]}[path]
     assert all(n in code for n in needed), [n for n in needed if n not in code]
-    assert all(len(s.splitlines()) <= 16 for s in visible), [s for s in visible if len(s.splitlines()) > 16]
+    long = [s for s in visible if len(s.splitlines()) > 16]
+    if path == "chapters/kvm/kvm.md":  # the one deliberate exception: the raw ioctl loop (tests/test_kvm_raw_loop.py)
+        long = [s for s in long if "fcntl.ioctl(vcpu_fd, nr.KVM_RUN" not in s]
+    assert not long, long

@@ -111,7 +111,8 @@ def test_the_newest_recorded_host_answers(shell, synthetic_roots, monkeypatch):
 def test_a_changed_cell_says_so_and_shows_no_old_output(shell, synthetic_roots, monkeypatch):
     monkeypatch.setenv(dataset.FORCE_RECORDED_ENV, "1")
     first = cells.marked_cells(KVM_PAGE)[0]
-    changed = first.source.replace("kvm.open()", "kvm.open('/dev/kvm')")
+    changed = first.source + "\nprint('a line the reader added')"
+    assert changed != first.source
     text, result, error = _run(shell, book_cells.KvmCells(shell, "kvm", synthetic_roots["forward"]), changed)
     assert error is None and result is None  # the page still executes and builds
     assert "lab-stale" in text and FORWARD_ID in text and "--only cells --page kvm" in text

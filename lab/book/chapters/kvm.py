@@ -77,29 +77,43 @@ def bad_guest_words(steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["action", "outcome", "result"])
 
 
-def _errors(root: str | None) -> pd.DataFrame:
-    frames = [ds.get("tour", section="errors") for ds in pages.every_host(PAGE, root) if ds.has("tour")]
+def _errors(datasets: list[Any]) -> pd.DataFrame:
+    frames = [ds.get("tour", section="errors") for ds in datasets if ds.has("tour")]
     if not frames:
         raise KeyError("no recorded tour: run 'python -m lab record --only tour' on a KVM host")
     return pd.concat(frames, ignore_index=True).sort_values(["host_id", "step"]).reset_index(drop=True)
 
 
-def bad_guests(root: str | None = None) -> fallback.NotedTable:
-    """How each misbehaving guest ended on every recorded host (newest recording each): a typed error, never a hang."""
-    rec = _errors(root)
+def _page_host(root: str | None) -> list[Any]:
+    """The page's recorded host (the tour is a recording, even where the cells run live)."""
+    return [pages.data(PAGE, root, live=False)]
+
+
+def _table(rec: pd.DataFrame, title: str, with_host: bool) -> fallback.NotedTable:
     frame = bad_guest_words(rec)
-    frame.insert(0, "host_id", list(rec["host_id"]))
-    frame.columns = ["ホスト", "ゲスト", "結末", "VMM のメッセージ"]
-    note = fallback.Note("記録済みのデータを表示しています(記録済みのすべてのホスト)",
-                         "; ".join(f"ホスト {h}({fallback.host_detail(g.iloc[-1])})、"
-                                   f"{pd.Timestamp(g.iloc[-1]['recorded_at']):%Y-%m-%d %H:%M} UTC 記録"
-                                   for h, g in rec.groupby("host_id")))
+    columns = ["ゲスト", "結末", "VMM のメッセージ"]
+    if with_host:
+        frame.insert(0, "host_id", list(rec["host_id"]))
+        columns.insert(0, "ホスト")
+    frame.columns = columns
+    note = fallback.Note(title, "; ".join(f"ホスト {h}({fallback.host_detail(g.iloc[-1])})、"
+                                          f"{pd.Timestamp(g.iloc[-1]['recorded_at']):%Y-%m-%d %H:%M} UTC 記録"
+                                          for h, g in rec.groupby("host_id")))
     return fallback.NotedTable(note, frame)
 
 
-def hypercall_words(root: str | None = None) -> str:
-    """How the single hypercall ended on each recorded host (newest recording each), as one sentence."""
-    rec = _errors(root)
+def bad_guests(root: str | None = None) -> fallback.NotedTable:
+    """How each misbehaving guest ended on the page's recorded host: a typed error, never a hang."""
+    return _table(_errors(_page_host(root)), "記録済みのデータを表示しています", with_host=False)
+
+
+def bad_guests_every_host(root: str | None = None) -> fallback.NotedTable:
+    """The same on every recorded host (newest recording each), for the page's comparison section."""
+    return _table(_errors(pages.every_host(PAGE, root)), "記録済みのデータを表示しています(記録済みのすべてのホスト)",
+                  with_host=True)
+
+
+def _hypercall_words(rec: pd.DataFrame) -> str:
     parts = []
     for r in rec[rec["action"] == "hypercall_once"].itertuples():
         insn = json.loads(r.values).get("insn", "ハイパーコール")
@@ -107,6 +121,16 @@ def hypercall_words(root: str | None = None) -> str:
         parts.append(f"{where}では、{insn} は一度も完了せず、見張り役が止めるまで KVM_RUN が戻りませんでした"
                      if r.outcome != "ok" else f"{where}では、{insn} は完了して戻ってきました")
     return "。".join(parts) + "。" if parts else "ハイパーコールの記録はまだありません。"
+
+
+def hypercall_words(root: str | None = None) -> str:
+    """How the single hypercall ended on the page's recorded host, as one sentence."""
+    return _hypercall_words(_errors(_page_host(root)))
+
+
+def hypercall_words_every_host(root: str | None = None) -> str:
+    """How the single hypercall ended on each recorded host (newest recording each), one sentence per host."""
+    return _hypercall_words(_errors(pages.every_host(PAGE, root)))
 
 
 def live_words(root: str | None = None) -> str:
@@ -124,6 +148,7 @@ def glued(root: str | None = None) -> dict[str, Any]:
     hello = guests.HELLO
     return {
         "hypercall_words": Markdown(hypercall_words(root)),
+        "hypercall_words_every_host": Markdown(hypercall_words_every_host(root)),
         "kvm_live_words": Markdown(live_words(root)),
         "hello_nbytes": len(hello.code),
         "hello_nout": sum(1 for *_, text, _c in hello.listing if text.startswith("out")),
